@@ -1,7 +1,159 @@
-"""`merge3` command line (placeholder until the verbs land)."""
+"""The ``merge3`` command line.
+
+Each package adds its verbs through ``register(subparsers)`` (irt, evaluators,
+alignment, zoo, search); errors print as one line with the fix, tracebacks only
+with ``--debug``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import importlib.util
+import sys
+import textwrap
+import traceback
+from pathlib import Path
+
+from merge3 import __version__
+from merge3.errors import Merge3Error
+
+# Packages that contribute verbs; each module has `register(subparsers)`.
+_PLUGINS = ("evaluators.cli", "irt.cli", "merge3.alignment.cli", "merge3.zoo.cli", "search.cli")
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from merge3.merging import run_merge
+    from merge3.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    out = run_merge(
+        recipe,
+        args.out_dir,
+        out_shard_size=args.out_shard_size,
+        overwrite=args.overwrite,
+        allow_pickle=args.allow_pickle,
+        progress=not args.quiet,
+    )
+    print(f"merged ({recipe.merge_method}) -> {out}")
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from merge3.methods import METHODS
+
+    for name in METHODS:
+        method = METHODS.get(name)
+        if args.name and name != args.name:
+            continue
+        per_model = ", ".join(f"{k}={v}" for k, v in method.per_model.items()) or "-"
+        globals_ = ", ".join(f"{k}={v}" for k, v in method.global_params.items()) or "-"
+        print(f"{name:17s} {method.pretty_name} — {method.description}")
+        print(f"{'':17s} base: {method.base}; per model: {per_model}")
+        print(f"{'':17s} global: {globals_}")
+        print(f"{'':17s} paper: {method.reference}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from merge3.demo import run_demo
+
+    return run_demo(Path(args.out), quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="merge3",
+        description="Model merging and evolutionary merge search with IRT fitness.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `merge3 VERB --help` for a verb's options and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"merge3 {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    merge = verbs.add_parser(
+        "merge",
+        help="merge checkpoints as a YAML recipe says (mergekit-compatible)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.dedent("""\
+            example:
+              merge3 merge ties.yaml merged/ --out-shard-size 2GB
+
+            ties.yaml:
+              merge_method: ties
+              base_model: models/base
+              models:
+                - model: models/math
+                  parameters: {weight: 1.0, density: 0.2}
+                - model: models/code
+                  parameters: {weight: [0.5, 1.0], density: 0.2}   # gradient over layers
+              parameters: {normalize: true, lambda: 1.0}
+              dtype: bfloat16
+            """),
+    )
+    merge.add_argument("recipe", help="the YAML recipe")
+    merge.add_argument("out_dir", help="output model directory (written atomically)")
+    merge.add_argument("--out-shard-size", default="5GB", help="max shard size (default 5GB)")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    merge.add_argument("--allow-pickle", action="store_true",
+                       help="also read pytorch_model.bin (pickle) weights: only if you trust them")
+    merge.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    merge.set_defaults(func=_merge)
+
+    methods = verbs.add_parser(
+        "methods", help="list merge methods, their parameters and papers",
+        epilog="example:\n  merge3 methods\n  merge3 methods tsv_m",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    methods.add_argument("name", nargs="?", help="show one method")
+    methods.set_defaults(func=_methods)
+
+    demo = verbs.add_parser(
+        "demo", help="the main job on the built-in default (what the README's first command runs)",
+        epilog="example:\n  merge3 demo --out runs/demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=_demo)
+
+    for module_name in _PLUGINS:
+        if importlib.util.find_spec(module_name.rpartition(".")[0]) is None:
+            continue
+        try:
+            found = importlib.util.find_spec(module_name) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            importlib.import_module(module_name).register(verbs)
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
-    return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except Merge3Error as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"merge3: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("merge3: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # an unexpected failure: one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"merge3: internal error: {type(err).__name__}: {err} "
+                  "(run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

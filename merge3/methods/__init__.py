@@ -1,0 +1,13 @@
+"""Merge methods: one module per family, one registry (``METHODS``)."""
+
+from __future__ import annotations
+
+from merge3.methods import consensus, iso, linear, slerp, task_arithmetic, tsv  # noqa: F401
+from merge3.methods.base import METHODS, MergeMethod, merge_method
+
+__all__ = ["METHODS", "MergeMethod", "merge_method", "get_method"]
+
+
+def get_method(name: str) -> MergeMethod:
+    """The registered method ``name`` (raises with a "did you mean" on a typo)."""
+    return METHODS.get(name)

@@ -1,0 +1,131 @@
+"""The merge-method protocol and its registry.
+
+A merge method is a plain function from tensors to a tensor, in the spirit of
+mergekit's ``@merge_method``: it receives one tensor per input model (float32), the
+base tensor where the method uses one, the per-model parameters as lists (one value
+per input model, in order) and the global ones as scalars. The decorator records which
+is which, so recipes can be validated and ``merge3 methods`` can describe them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from merge3.registry import Registry
+
+__all__ = ["MergeMethod", "merge_method", "METHODS", "BasePolicy"]
+
+BasePolicy = Literal["required", "optional", "unused"]
+
+METHODS: Registry[MergeMethod] = Registry("merge method")
+
+# Python keywords cannot be parameter names; recipes write `lambda`.
+_ALIASES = {"lambda_": "lambda"}
+
+
+@dataclass(frozen=True)
+class MergeMethod:
+    """A registered merge method and what it accepts."""
+
+    name: str
+    pretty_name: str
+    reference: str
+    func: Callable[..., torch.Tensor]
+    base: BasePolicy
+    per_model: dict[str, Any]  # name -> default (None: required)
+    global_params: dict[str, Any] = field(default_factory=dict)
+    min_models: int = 1
+    max_models: int | None = None
+    wants_generator: bool = False
+    wants_name: bool = False
+    description: str = ""
+
+    @property
+    def parameter_names(self) -> set[str]:
+        return set(self.per_model) | set(self.global_params)
+
+    def __call__(
+        self,
+        tensors: list[torch.Tensor],
+        base: torch.Tensor | None,
+        *,
+        name: str = "",
+        generator: torch.Generator | None = None,
+        **params: Any,
+    ) -> torch.Tensor:
+        kwargs = {python_name(k): v for k, v in params.items()}
+        if self.wants_generator:
+            kwargs["generator"] = generator
+        if self.wants_name:
+            kwargs["name"] = name
+        if self.base == "unused":
+            return self.func(tensors, **kwargs)
+        return self.func(tensors, base, **kwargs)
+
+
+def python_name(recipe_name: str) -> str:
+    for py, recipe in _ALIASES.items():
+        if recipe == recipe_name:
+            return py
+    return recipe_name
+
+
+def merge_method(
+    name: str,
+    *,
+    pretty_name: str,
+    reference: str,
+    base: BasePolicy = "required",
+    per_model: dict[str, Any] | None = None,
+    min_models: int = 1,
+    max_models: int | None = None,
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    """Register ``func(tensors, base, *, <per-model lists>, <globals>=default)``.
+
+    Keyword-only parameters named in ``per_model`` receive one value per input model;
+    the other keyword-only parameters are global and must have defaults. A parameter
+    called ``generator`` receives a seeded ``torch.Generator`` (one per tensor), one
+    called ``name`` the tensor's name.
+    """
+    per_model = dict(per_model or {})
+
+    def register(func: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        signature = inspect.signature(func)
+        global_params: dict[str, Any] = {}
+        for param in signature.parameters.values():
+            if param.kind is not inspect.Parameter.KEYWORD_ONLY:
+                continue
+            if param.name in ("generator", "name") or param.name in per_model:
+                continue
+            if param.default is inspect.Parameter.empty:
+                raise TypeError(f"{func.__name__}: global parameter {param.name} needs a default")
+            global_params[_ALIASES.get(param.name, param.name)] = param.default
+        missing = set(per_model) - set(signature.parameters)
+        if missing:
+            raise TypeError(f"{func.__name__}: per-model parameters {missing} not in signature")
+        doc = inspect.getdoc(func) or ""
+        METHODS.register(
+            name,
+            MergeMethod(
+                name=name,
+                pretty_name=pretty_name,
+                reference=reference,
+                func=func,
+                base=base,
+                per_model=per_model,
+                global_params=global_params,
+                min_models=min_models,
+                max_models=max_models,
+                wants_generator="generator" in signature.parameters,
+                wants_name="name" in signature.parameters,
+                description=doc.splitlines()[0] if doc else "",
+            ),
+        )
+        return func
+
+    return register

@@ -1,0 +1,99 @@
+"""Iso-C and Iso-CTS: isotropic merging in common and task-specific subspaces
+(Marczak et al., ICML 2025; reference code: github.com/danielm1405/iso-merging).
+
+Iso-C flattens the spectrum of the summed task vector Δ = Σ_t τ_t = U diag(s) Vᵀ to
+Δ_iso = mean(s)·U Vᵀ. Iso-CTS keeps the top common directions of Δ and adds, per task,
+the top directions of τ_t outside that common subspace, orthogonalises the union and
+flattens its spectrum. Tensors that are not 2-D get the mean of the τ_t.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from merge3.methods.base import merge_method
+from merge3.methods.tsv import is_svd_target, orthogonalize, truncated_svd
+
+
+def _mean_delta(tensors: list[torch.Tensor], base: torch.Tensor, weight: list[float]):
+    return sum(float(w) * (t - base) for t, w in zip(tensors, weight)) / len(tensors)
+
+
+def iso_c_matrix(delta_sum: torch.Tensor) -> torch.Tensor:
+    """mean(s)·U Vᵀ for Δ = U diag(s) Vᵀ."""
+    u, s, vh = torch.linalg.svd(delta_sum, full_matrices=False)
+    return s.mean() * (u @ vh)
+
+
+def iso_cts_ranks(r: int, num_tasks: int, common_fraction: float) -> tuple[int, int]:
+    """Common rank k_c and per-task rank k_t with k_c + T·k_t = r (k_c ≈ f·r)."""
+    k_common = int(common_fraction * r)
+    k_common += (r - k_common) % num_tasks
+    return k_common, (r - k_common) // num_tasks
+
+
+def iso_cts_matrix(
+    deltas: list[torch.Tensor], common_fraction: float = 0.8
+) -> torch.Tensor:
+    """Iso-CTS for one matrix."""
+    r = min(deltas[0].shape)
+    k_common, k_task = iso_cts_ranks(r, len(deltas), common_fraction)
+    u_c, s_c, v_c = truncated_svd(sum(deltas), k_common)
+    us, ss, vs = [], [], []
+    for delta in deltas:
+        residual = delta - u_c @ (u_c.T @ delta)  # project out the common subspace
+        if k_task:
+            u, s, v = truncated_svd(residual, k_task)
+            us.append(u), ss.append(s), vs.append(v)
+    u_all = orthogonalize(torch.cat([*us, u_c], 1))
+    v_all = orthogonalize(torch.cat([*vs, v_c], 1))
+    s_all = torch.cat([*ss, s_c])
+    return s_all.mean() * (u_all @ v_all.T)
+
+
+@merge_method(
+    "iso_c",
+    pretty_name="Iso-C",
+    reference="https://arxiv.org/abs/2502.04959",
+    per_model={"weight": 1.0},
+)
+def iso_c(
+    tensors: list[torch.Tensor],
+    base: torch.Tensor,
+    *,
+    weight: list[float],
+    name: str = "",
+    alpha: float = 1.0,
+    svd_embeddings: bool = False,
+) -> torch.Tensor:
+    """θ_0 + α·mean(s)·U Vᵀ of Σ_t w_t τ_t."""
+    if not is_svd_target(name, base, svd_embeddings):
+        return base + alpha * _mean_delta(tensors, base, weight)
+    delta_sum = sum(float(w) * (t - base) for t, w in zip(tensors, weight))
+    return base + alpha * iso_c_matrix(delta_sum)
+
+
+@merge_method(
+    "iso_cts",
+    pretty_name="Iso-CTS",
+    reference="https://arxiv.org/abs/2502.04959",
+    per_model={"weight": 1.0},
+)
+def iso_cts(
+    tensors: list[torch.Tensor],
+    base: torch.Tensor,
+    *,
+    weight: list[float],
+    name: str = "",
+    alpha: float = 1.0,
+    common_fraction: float = 0.8,
+    svd_embeddings: bool = False,
+) -> torch.Tensor:
+    """θ_0 + α·Iso-CTS(w_1 τ_1, …, w_T τ_T) with common fraction f (default 0.8)."""
+    if not is_svd_target(name, base, svd_embeddings) or min(base.shape) <= len(tensors):
+        return (
+            iso_c(tensors, base, weight=weight, name=name, alpha=alpha,
+                  svd_embeddings=svd_embeddings)
+        )
+    deltas = [float(w) * (t - base) for t, w in zip(tensors, weight)]
+    return base + alpha * iso_cts_matrix(deltas, common_fraction)

@@ -1,0 +1,202 @@
+"""The task-arithmetic family: task arithmetic, TIES, DARE and Model Breadcrumbs.
+
+All share one shape (as in mergekit's generalized task arithmetic): sparsify each
+task vector τ_i = θ_i − θ_0, weight it, optionally keep only the entries whose sign
+agrees with the elected sign (TIES), sum, optionally normalise by the weights that
+contributed, and scale by λ: θ = θ_0 + λ·merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from merge3.methods.base import merge_method
+from merge3.methods.sparsify import dare_drop, magnitude_mask, outlier_mask
+
+Sparsifier = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def combine_task_vectors(
+    tensors: list[torch.Tensor],
+    base: torch.Tensor,
+    weight: list[float],
+    *,
+    sparsify: Sparsifier | None = None,
+    sign_consensus: bool = False,
+    normalize: bool = False,
+    lambda_: float = 1.0,
+) -> torch.Tensor:
+    """θ_0 + λ · combine_i(w_i · sparsify(θ_i − θ_0)); shapes: every tensor like ``base``."""
+    deltas = torch.stack(
+        [sparsify(t - base, i) if sparsify else t - base for i, t in enumerate(tensors)]
+    )
+    weights = torch.tensor(weight, dtype=deltas.dtype).reshape(-1, *([1] * base.dim()))
+    deltas.mul_(weights)
+    if sign_consensus:
+        # TIES: elect the sign of the summed mass per entry; disjoint mean over agreeing tasks.
+        elected = torch.where(deltas.sum(0) >= 0, 1.0, -1.0).to(deltas.dtype)
+        agree = deltas.sign() == elected
+        merged = (deltas * agree).sum(0)
+        divisor = (weights * agree).sum(0)
+        divisor[divisor == 0] = 1
+    else:
+        merged = deltas.sum(0)
+        divisor = weights.sum(0)
+        divisor[divisor.abs() < 1e-8] = 1
+    if normalize:
+        merged = merged / divisor
+    if lambda_ != 1:
+        merged = merged * lambda_
+    return base + merged
+
+
+@merge_method(
+    "task_arithmetic",
+    pretty_name="Task Arithmetic",
+    reference="https://arxiv.org/abs/2212.04089",
+    per_model={"weight": 1.0},
+)
+def task_arithmetic(
+    tensors: list[torch.Tensor],
+    base: torch.Tensor,
+    *,
+    weight: list[float],
+    normalize: bool = False,
+    lambda_: float = 1.0,
+) -> torch.Tensor:
+    """θ = θ_0 + λ Σ_i w_i τ_i (Ilharco et al., ICLR 2023)."""
+    return combine_task_vectors(tensors, base, weight, normalize=normalize, lambda_=lambda_)
+
+
+@merge_method(
+    "ties",
+    pretty_name="TIES",
+    reference="https://arxiv.org/abs/2306.01708",
+    per_model={"weight": 1.0, "density": 1.0},
+)
+def ties(
+    tensors: list[torch.Tensor],
+    base: torch.Tensor,
+    *,
+    weight: list[float],
+    density: list[float],
+    normalize: bool = True,
+    lambda_: float = 1.0,
+    int8_mask: bool = False,
+) -> torch.Tensor:
+    """Trim each τ_i to its top-``density`` magnitudes, elect signs, disjoint mean
+    (Yadav et al., NeurIPS 2023). Trims per tensor, like mergekit. ``int8_mask`` is
+    accepted for mergekit recipes and changes nothing."""
+    return combine_task_vectors(
+        tensors, base, weight,
+        sparsify=lambda d, i: d * magnitude_mask(d, density[i]),
+        sign_consensus=True, normalize=normalize, lambda_=lambda_,
+    )
+
+
+def _dare(density: list[float], generator: torch.Generator | None, rescale: bool) -> Sparsifier:
+    return lambda d, i: dare_drop(d, density[i], generator, rescale)
+
+
+@merge_method(
+    "dare_linear",
+    pretty_name="DARE (task arithmetic)",
+    reference="https://arxiv.org/abs/2311.03099",
+    per_model={"weight": 1.0, "density": 1.0},
+)
+def dare_linear(
+    tensors: list[torch.Tensor],
+    base: torch.Tensor,
+    *,
+    weight: list[float],
+    density: list[float],
+    generator: torch.Generator | None = None,
+    normalize: bool = False,
+    rescale: bool = True,
+    lambda_: float = 1.0,
+    int8_mask: bool = False,
+) -> torch.Tensor:
+    """Drop each τ_i entry with p = 1 − density, rescale by 1/density, task arithmetic
+    (Yu et al., ICML 2024). Seeded per tensor by the recipe's ``seed``."""
+    return combine_task_vectors(
+        tensors, base, weight, sparsify=_dare(density, generator, rescale),
+        normalize=normalize, lambda_=lambda_,
+    )
+
+
+@merge_method(
+    "dare_ties",
+    pretty_name="DARE + TIES",
+    reference="https://arxiv.org/abs/2311.03099",
+    per_model={"weight": 1.0, "density": 1.0},
+)
+def dare_ties(
+    tensors: list[torch.Tensor],
+    base: torch.Tensor,
+    *,
+    weight: list[float],
+    density: list[float],
+    generator: torch.Generator | None = None,
+    normalize: bool = False,
+    rescale: bool = True,
+    lambda_: float = 1.0,
+    int8_mask: bool = False,
+) -> torch.Tensor:
+    """DARE drop-and-rescale, then TIES sign election and disjoint mean."""
+    return combine_task_vectors(
+        tensors, base, weight, sparsify=_dare(density, generator, rescale),
+        sign_consensus=True, normalize=normalize, lambda_=lambda_,
+    )
+
+
+@merge_method(
+    "breadcrumbs",
+    pretty_name="Model Breadcrumbs",
+    reference="https://arxiv.org/abs/2312.06795",
+    per_model={"weight": 1.0, "density": 1.0, "gamma": 0.01},
+)
+def breadcrumbs(
+    tensors: list[torch.Tensor],
+    base: torch.Tensor,
+    *,
+    weight: list[float],
+    density: list[float],
+    gamma: list[float],
+    normalize: bool = False,
+    lambda_: float = 1.0,
+    int8_mask: bool = False,
+) -> torch.Tensor:
+    """Per tensor, drop the top-γ |τ| outliers and keep the next ``density`` fraction
+    (Davari & Belilovsky, ECCV 2024), then task arithmetic."""
+    return combine_task_vectors(
+        tensors, base, weight,
+        sparsify=lambda d, i: d * outlier_mask(d, density[i], gamma[i]),
+        normalize=normalize, lambda_=lambda_,
+    )
+
+
+@merge_method(
+    "breadcrumbs_ties",
+    pretty_name="Model Breadcrumbs + TIES",
+    reference="https://arxiv.org/abs/2312.06795",
+    per_model={"weight": 1.0, "density": 1.0, "gamma": 0.01},
+)
+def breadcrumbs_ties(
+    tensors: list[torch.Tensor],
+    base: torch.Tensor,
+    *,
+    weight: list[float],
+    density: list[float],
+    gamma: list[float],
+    normalize: bool = False,
+    lambda_: float = 1.0,
+    int8_mask: bool = False,
+) -> torch.Tensor:
+    """Breadcrumbs masks, then TIES sign election and disjoint mean."""
+    return combine_task_vectors(
+        tensors, base, weight,
+        sparsify=lambda d, i: d * outlier_mask(d, density[i], gamma[i]),
+        sign_consensus=True, normalize=normalize, lambda_=lambda_,
+    )

@@ -1,0 +1,185 @@
+"""The YAML merge recipe: mergekit's schema where the methods overlap, unknown keys refused.
+
+    merge_method: ties
+    base_model: path/to/base
+    models:
+      - model: path/to/expert_a
+        parameters: {weight: 1.0, density: 0.5}
+      - model: path/to/expert_b
+        parameters: {weight: [0.2, 1.0], density: 0.5}   # a gradient across layers
+    parameters: {normalize: true, lambda: 1.0}
+    dtype: bfloat16
+
+A parameter value is a scalar, a list of numbers interpolated across the layers (as
+mergekit's gradients: layer i of L takes t = i/(L−1); tensors outside the layers take
+t = 0), or a list of ``{filter: substring, value: ...}`` where the first filter found
+in the tensor's name wins (``filter`` omitted or ``"*"`` matches everything).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from merge3.errors import RecipeError
+from merge3.registry import did_you_mean
+
+__all__ = ["Recipe", "ModelEntry", "load_recipe", "resolve_parameter", "ParameterSetting"]
+
+DTypeName = Literal["float32", "float16", "bfloat16", "fp32", "fp16", "bf16"]
+
+
+class Conditional(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filter: str | None = None
+    value: Union[float, int, bool, str, list[float]]  # noqa: UP007 (pydantic union order)
+
+
+Scalar = Union[bool, int, float, str]  # noqa: UP007
+ParameterSetting = Union[Scalar, list[float], list[Conditional]]  # noqa: UP007
+
+
+class ModelEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    parameters: dict[str, ParameterSetting] = Field(default_factory=dict)
+
+
+class SliceSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    layer_range: tuple[int, int]
+    parameters: dict[str, ParameterSetting] = Field(default_factory=dict)
+
+
+class Slice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sources: list[SliceSource]
+
+
+class Recipe(BaseModel):
+    """A validated merge recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    merge_method: str
+    base_model: str | None = None
+    models: list[ModelEntry] = Field(default_factory=list)
+    slices: list[Slice] | None = None
+    parameters: dict[str, ParameterSetting] = Field(default_factory=dict)
+    dtype: DTypeName | None = None
+    out_dtype: DTypeName | None = None
+    tokenizer_source: str | None = None
+    name: str | None = None
+    seed: int = 0  # merge3: seeds random methods (DARE) per tensor
+
+    @model_validator(mode="after")
+    def _slices_to_models(self) -> Recipe:
+        """Accept mergekit slices only when every slice source spans its whole model."""
+        if self.slices is None:
+            return self
+        if self.models:
+            raise ValueError("give either `models` or `slices`, not both")
+        if len(self.slices) != 1:
+            raise ValueError(
+                "merge3 merges whole models: use one slice whose sources cover all layers, "
+                "or list the models under `models`"
+            )
+        ranges = {tuple(s.layer_range) for s in self.slices[0].sources}
+        if len(ranges) != 1 or next(iter(ranges))[0] != 0:
+            raise ValueError(
+                "layer-range slicing (frankenmerges) is not supported: every source must span "
+                "the same full range [0, num_layers]"
+            )
+        self.models = [
+            ModelEntry(model=s.model, parameters=s.parameters) for s in self.slices[0].sources
+        ]
+        return self
+
+    @property
+    def output_dtype(self) -> str | None:
+        return self.out_dtype or self.dtype
+
+    def resolve_paths(self, root: Path) -> Recipe:
+        """Make relative local model paths relative to ``root`` (the recipe's folder)."""
+
+        def fix(path: str) -> str:
+            if path.startswith(("zoo:", "hf:")) or os.path.isabs(path):
+                return path
+            candidate = root / path
+            return str(candidate) if candidate.exists() else path
+
+        copy = self.model_copy(deep=True)
+        if copy.base_model:
+            copy.base_model = fix(copy.base_model)
+        for entry in copy.models:
+            entry.model = fix(entry.model)
+        return copy
+
+
+def _format_validation_error(err: ValidationError, source: str) -> RecipeError:
+    first = err.errors()[0]
+    location = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        key = str(first["loc"][-1])
+        known = _known_keys(first["loc"])
+        return RecipeError(
+            f"{source}: unknown key {location!r}.{did_you_mean(key, known)}",
+            fix=f"remove it, or use one of: {', '.join(sorted(known))}.",
+        )
+    return RecipeError(f"{source}: {location or 'recipe'}: {first['msg']}.",
+                       fix="see `merge3 merge --help` for the recipe format.")
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    if "models" in loc and len(loc) > 2:
+        return list(ModelEntry.model_fields)
+    if "slices" in loc:
+        return list(SliceSource.model_fields) + list(Slice.model_fields)
+    return list(Recipe.model_fields)
+
+
+def load_recipe(path: str | os.PathLike[str]) -> Recipe:
+    """Read and validate a recipe file; model paths are resolved against its folder."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise RecipeError(f"Cannot read recipe {path}: {err}.", fix="check the path.") from err
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path} is not valid YAML: {err}", fix="fix the YAML syntax.") from err
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path} does not hold a mapping.", fix="write `merge_method: ...` etc.")
+    return parse_recipe(data, source=str(path)).resolve_paths(path.parent)
+
+
+def parse_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        raise _format_validation_error(err, source) from None
+
+
+def resolve_parameter(setting: Any, tensor_name: str, t: float) -> Any:
+    """The value of one parameter for one tensor at layer position t ∈ [0, 1]."""
+    if isinstance(setting, Conditional):
+        setting = [setting]
+    if isinstance(setting, list):
+        if not setting:
+            return None
+        if all(isinstance(c, Conditional) for c in setting):
+            for cond in setting:
+                if cond.filter in (None, "*") or cond.filter in tensor_name:
+                    return resolve_parameter(cond.value, tensor_name, t)
+            return None
+        values = [float(v) for v in setting]
+        position = t * (len(values) - 1)
+        low = int(position)
+        high = min(len(values) - 1, low + 1)
+        frac = position - low
+        return (1 - frac) * values[low] + frac * values[high]
+    return setting

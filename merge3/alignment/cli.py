@@ -1,0 +1,140 @@
+"""``merge3 align MODELS... --out DIR``: align checkpoints and write them and their average.
+
+The main ``merge3`` parser calls :func:`register`; the handler returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from merge3.alignment.merge import METHODS, align_models, permutations_to_lists
+from merge3.alignment.spec import PermutationSpec, infer_spec
+from merge3.errors import CheckpointError, Merge3Error
+
+__all__ = ["register", "handler", "load_state_dict", "spec_for_checkpoint"]
+
+EPILOG = """\
+examples:
+  merge3 align ~/.cache/merge3/digits/mlp-h64-d3/seed0 ~/.cache/merge3/digits/mlp-h64-d3/seed1 \\
+      ~/.cache/merge3/digits/mlp-h64-d3/seed2 --out runs/aligned --method c2m3
+
+writes DIR/aligned/model_<i>/ (model i permuted into the common frame, with its other
+files copied), DIR/average/ (the uniform average of the aligned models) and
+DIR/alignment.json (method, permutations, objective per iteration).
+"""
+
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Weights of a checkpoint: a ``.safetensors`` file, or a directory with
+    ``model.safetensors`` or shards listed in ``model.safetensors.index.json``."""
+    if path.is_file() and path.suffix == ".safetensors":
+        return load_file(str(path))
+    if (path / "model.safetensors").is_file():
+        return load_file(str(path / "model.safetensors"))
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(load_file(str(path / shard)))
+        return state
+    raise CheckpointError(
+        f"No safetensors weights at {path}.",
+        fix="pass a .safetensors file or a directory holding model.safetensors "
+        "(or its shards and model.safetensors.index.json).",
+    )
+
+
+def spec_for_checkpoint(path: Path, state_dict: dict[str, torch.Tensor]) -> PermutationSpec:
+    """The spec of a digits network (from its config.json), else :func:`infer_spec`."""
+    config_file = path / "config.json" if path.is_dir() else None
+    if config_file is not None and config_file.is_file():
+        meta = json.loads(config_file.read_text())
+        if meta.get("format") == "merge3-digits-v1":
+            from merge3.zoo.digits import DigitsConfig, digits_spec
+
+            return digits_spec(DigitsConfig(**meta["config"]))
+    return infer_spec(state_dict)
+
+
+def _write_checkpoint(source: Path, state: dict[str, torch.Tensor], out: Path) -> None:
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if source.is_dir():  # keep config, tokenizer, heads... beside the weights
+        for item in source.iterdir():
+            if item.name in _WEIGHTS or item.name.startswith("model-0"):
+                continue
+            if item.is_dir():
+                shutil.copytree(item, tmp / item.name)
+            else:
+                shutil.copy2(item, tmp / item.name)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+
+
+def handler(args: argparse.Namespace) -> int:
+    try:
+        paths = [Path(p).expanduser() for p in args.models]
+        states = [load_state_dict(p) for p in paths]
+        spec = spec_for_checkpoint(paths[0], states[0])
+        options: dict = {"seed": args.seed}
+        if args.method == "c2m3":
+            def report(iteration: int, objective: float, step: float) -> None:
+                if args.verbose:
+                    print(f"iteration {iteration}: objective {objective:.6g} step {step:.4f}")
+
+            options.update(max_iter=args.max_iter, callback=report, progress=not args.verbose)
+        result = align_models(states, spec, args.method, **options)
+        out = Path(args.out).expanduser()
+        out.mkdir(parents=True, exist_ok=True)
+        for i, (path, aligned) in enumerate(zip(paths, result.aligned)):
+            _write_checkpoint(path, aligned, out / "aligned" / f"model_{i}")
+        _write_checkpoint(paths[0], result.merged, out / "average")
+        summary = {
+            "method": args.method,
+            "models": [str(p) for p in paths],
+            "objective": result.objective,
+            "perms": [permutations_to_lists(p) for p in result.perms],
+        }
+        (out / "alignment.json").write_text(json.dumps(summary) + "\n")
+    except Merge3Error as err:
+        print(f"merge3 align: error: {err}", file=sys.stderr)
+        return 2
+    final = f", final objective {result.objective[-1]:.6g}" if result.objective else ""
+    print(f"aligned {len(paths)} models with {args.method}{final}; wrote {out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``align`` to the ``merge3`` command's subparsers."""
+    parser = subparsers.add_parser(
+        "align",
+        help="permute models into a common frame (C²M³, Git Re-Basin, MergeMany) and average",
+        description="Align checkpoints of one architecture by permuting their hidden units, "
+        "then write the aligned models and their average as safetensors checkpoints.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("models", nargs="+", metavar="MODEL",
+                        help="checkpoint directories or .safetensors files (two or more)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--method", choices=[m for m in METHODS if m != "naive"],
+                        default="c2m3", help="alignment method (default: c2m3)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--max-iter", type=int, default=200,
+                        help="C²M³ Frank-Wolfe iterations at most (default: 200)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the objective at every iteration")
+    parser.set_defaults(func=handler)

@@ -1,0 +1,73 @@
+"""Singular Task Interference (STI) between task vectors.
+
+Gargiulo, Crisostomi, Bucarelli, Scardapane, Silvestri & Rodolà, "Task Singular Vectors:
+Reducing Task Interference in Model Merging", CVPR 2025 (repo
+AntoAndGar/task_singular_vectors). For a layer, each task's matrix ``Δ_t`` is truncated
+to its top-k singular triplets; the factors are concatenated across tasks into
+``U`` (m × Tk), ``s`` (Tk) and ``V`` (n × Tk), and
+
+    STI = ‖(UᵀU − I) diag(s) (VᵀV − I)‖₁   (entrywise L1 norm),
+
+zero when the tasks' singular vectors are mutually orthogonal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from merge3.analysis.spectra import as_matrix
+
+__all__ = ["singular_task_interference", "truncated_factors", "layer_interference",
+           "pairwise_interference"]
+
+
+def singular_task_interference(U: np.ndarray, s: np.ndarray, V: np.ndarray) -> float:
+    """STI of concatenated factors: U (m × K), s (K,), V (n × K)."""
+    U, s, V = as_matrix(U), as_matrix(s), as_matrix(V)
+    k = s.shape[0]
+    left = U.T @ U - np.eye(k)
+    right = V.T @ V - np.eye(k)
+    return float(np.abs(left @ np.diag(s) @ right).sum())
+
+
+def truncated_factors(matrix: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k singular triplets of a 2-D matrix: U (m × k), s (k,), V (n × k)."""
+    u, s, vt = np.linalg.svd(as_matrix(matrix), full_matrices=False)
+    return u[:, :k], s[:k], vt[:k].T
+
+
+def _concatenated(matrices: Sequence[Any], k: int | None) -> tuple[np.ndarray, ...]:
+    rank = min(as_matrix(matrices[0]).shape)
+    k = k if k is not None else max(1, rank // len(matrices))  # TSV-C default ⌊r/T⌋
+    factors = [truncated_factors(m, k) for m in matrices]
+    return (np.concatenate([f[0] for f in factors], axis=1),
+            np.concatenate([f[1] for f in factors]),
+            np.concatenate([f[2] for f in factors], axis=1))
+
+
+def layer_interference(
+    task_vectors: Sequence[Mapping[str, Any]], k: int | None = None
+) -> dict[str, float]:
+    """STI of all tasks together, per 2-D layer (k triplets per task, default ⌊r/T⌋)."""
+    out = {}
+    for name, value in task_vectors[0].items():
+        if as_matrix(value).ndim == 2:
+            factors = _concatenated([tv[name] for tv in task_vectors], k)
+            out[name] = singular_task_interference(*factors)
+    return out
+
+
+def pairwise_interference(
+    task_vectors: Sequence[Mapping[str, Any]], layer: str, k: int | None = None
+) -> np.ndarray:
+    """T × T matrix of the STI of each pair of tasks at one layer (diagonal: 0)."""
+    n = len(task_vectors)
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            pair = [task_vectors[i][layer], task_vectors[j][layer]]
+            out[i, j] = out[j, i] = singular_task_interference(*_concatenated(pair, k))
+    return out

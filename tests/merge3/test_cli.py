@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import torch
+
+from merge3.checkpoints import Checkpoint
+from merge3.cli import main
+
+
+def test_merge_verb_end_to_end(llama_family, tmp_path, capsys):
+    recipe = tmp_path / "ties.yaml"
+    recipe.write_text(
+        "merge_method: ties\n"
+        f"base_model: {llama_family['base']}\n"
+        "models:\n"
+        f"  - model: {llama_family['base']}\n"  # mergekit lists the base too
+        f"  - model: {llama_family['expert_1']}\n    parameters: {{weight: 1.0, density: 0.5}}\n"
+        f"  - model: {llama_family['expert_2']}\n    parameters: {{weight: 0.5, density: 0.5}}\n"
+        "parameters: {normalize: true, int8_mask: true}\n"
+        "dtype: bfloat16\n"
+    )
+    out = tmp_path / "merged"
+    assert main(["merge", str(recipe), str(out), "--out-shard-size", "30KB", "-q"]) == 0
+    assert "merged (ties)" in capsys.readouterr().out
+    merged = Checkpoint(out)
+    assert (out / "model.safetensors.index.json").exists()
+    assert (out / "merge3_recipe.yaml").read_text().startswith("merge_method: ties")
+    assert all(merged.info(n).dtype == torch.bfloat16 for n in merged.names())
+    # rerunning into the same directory needs --overwrite
+    assert main(["merge", str(recipe), str(out), "-q"]) == 2
+    assert main(["merge", str(recipe), str(out), "-q", "--overwrite"]) == 0
+
+
+def test_methods_lists_every_method(capsys):
+    assert main(["methods"]) == 0
+    text = capsys.readouterr().out
+    for name in ("linear", "slerp", "task_arithmetic", "ties", "dare_linear", "dare_ties",
+                 "breadcrumbs", "consensus", "tsv_c", "tsv_m", "iso_c", "iso_cts"):
+        assert f"\n{name} " in "\n" + text
+    assert "arxiv.org/abs/2412.00081" in text
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "merge3.cli", "merge", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "example:" in result.stdout and "merge_method: ties" in result.stdout
+
+
+def test_demo_runs(tmp_path):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "-q"]) == 0
+    merged = sorted(p.name for p in (tmp_path / "demo" / "merged").iterdir())
+    assert "tsv_m" in merged and "iso_cts" in merged and len(merged) == 13

@@ -89,7 +89,7 @@ class PermutationSpec:
 
 def _linear(name: str, rows: str | None, cols: str | None, bias: bool) -> dict[str, AxisPerms]:
     entries: dict[str, AxisPerms] = {f"{name}.weight": (rows, cols)}
-    if bias:
+    if bias and rows is not None:  # an output layer's bias is never permuted
         entries[f"{name}.bias"] = (rows,)
     return entries
 

@@ -1,0 +1,32 @@
+"""The diagnostics' figures are written as PNG files."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from merge3.analysis import layer_spectra
+from merge3.analysis.plots import (
+    plot_effective_rank,
+    plot_epoch_shares,
+    plot_interference,
+    plot_objective,
+    plot_spectra,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_are_pngs(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    spectra = {f"task{t}": layer_spectra({"a": rng.normal(size=(6, 4)),
+                                          "b": rng.normal(size=(5, 5))}) for t in range(2)}
+    paths = [
+        plot_spectra(spectra, "a", tmp_path / "spectra.png"),
+        plot_effective_rank(spectra, tmp_path / "erank.png"),
+        plot_interference(np.array([[0.0, 1.0], [1.0, 0.0]]), ["x", "y"], tmp_path / "sti.png"),
+        plot_epoch_shares([0.7, 0.2, 0.1], tmp_path / "shares.png"),
+        plot_objective({"c2m3": [1.0, 2.0, 2.5]}, tmp_path / "sub" / "objective.png"),
+    ]
+    for path in paths:
+        data = path.read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 2000

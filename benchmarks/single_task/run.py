@@ -3,9 +3,10 @@ to a reference, MergeMany and C²M³, each with and without REPAIR.
 
     nice -n 10 .venv/bin/python benchmarks/single_task/run.py [--arch mlp|resmlp]
 
-Trains (or reuses) 15 models with the same recipe and seeds 0..14, splits them into
-disjoint groups of 3 and of 5, merges every group with every method, and writes
-``results_<arch>.json`` and ``results_<arch>.md`` (mean ± std over groups) beside this file.
+Trains (or reuses) 15 models with the same recipe and seeds 0..14, draws random
+subsets of 3 and of 5 of them, merges every subset with every method (the subset index
+seeds the matching), and writes ``results_<arch>-h<hidden>.json`` and ``.md`` (mean ±
+std over subsets) beside this file.
 References: Ainsworth et al. 2023 (Re-Basin, MergeMany); Crisostomi et al. 2024 (C²M³);
 Jordan et al. 2023 (REPAIR).
 """
@@ -24,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from merge3.alignment import METHODS, align_models
+from merge3.alignment import METHODS, align_models, to_numpy
+from merge3.alignment.c2m3 import universe_objective
 from merge3.alignment.repair import repair
 from merge3.analysis.plots import plot_objective
 from merge3.zoo.digits import (
@@ -69,10 +71,13 @@ def _load(config: DigitsConfig, state: dict) -> torch.nn.Module:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=["mlp", "resmlp"], default="mlp")
+    parser.add_argument("--hidden", type=int, default=64, help="hidden width (default 64)")
+    parser.add_argument("--subsets", type=int, default=10, help="subsets per size (default 10)")
     parser.add_argument("--zoo", default=None, help="digits zoo directory (default: cache)")
     args = parser.parse_args(argv)
 
-    config = DigitsConfig(arch=args.arch)
+    config = DigitsConfig(arch=args.arch, hidden=args.hidden)
+    tag = f"{args.arch}-h{args.hidden}"
     data = load_digits_data(config.split_seed)
     start = time.perf_counter()
     paths = build_digits_zoo(args.zoo, seeds=range(N_MODELS), config=config, verbose=True)
@@ -84,14 +89,22 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = []
     objectives = {}
+    rng = np.random.default_rng(0)
     for group_size in (3, 5):
-        for group in range(N_MODELS // group_size):
-            members = list(range(group * group_size, (group + 1) * group_size))
+        for group in range(args.subsets):
+            members = sorted(rng.choice(N_MODELS, size=group_size, replace=False).tolist())
             group_states = [states[i] for i in members]
+            params = [to_numpy(s, spec) for s in group_states]
             for method in METHODS:
                 tic = time.perf_counter()
-                result = align_models(group_states, spec, method)
+                result = align_models(group_states, spec, method,
+                                      **({} if method == "naive" else {"seed": group}))
                 seconds = time.perf_counter() - tic
+                # the matching objective of the final permutations, per pair of models
+                matrices = [{p: np.eye(len(i))[:, i] for p, i in perms.items()}
+                            for perms in result.perms]
+                pairs = group_size * (group_size - 1) / 2
+                objective = universe_objective(params, spec, matrices) / pairs
                 merged = _load(config, result.merged)
                 endpoints = [_load(config, s) for s in result.aligned]
                 repaired = repair(merged, endpoints, data.x_train, layers)
@@ -100,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append({
                     "models": group_size, "group": group, "seeds": members, "method": method,
                     "accuracy": acc, "loss": loss, "repair_accuracy": r_acc,
-                    "repair_loss": r_loss, "seconds": seconds,
+                    "repair_loss": r_loss, "seconds": seconds, "objective": objective,
                     "iterations": max(len(result.objective) - 1, 0),
                 })
                 if method == "c2m3" and group == 0:
@@ -108,26 +121,29 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"N={group_size} group {group} {method:9s} acc {acc:.4f} loss {loss:.4f} "
                       f"| REPAIR acc {r_acc:.4f} loss {r_loss:.4f} ({seconds:.1f}s)")
 
-    plot_objective(objectives, HERE / f"c2m3_objective_{args.arch}.png")
+    plot_objective(objectives, HERE / f"c2m3_objective_{tag}.png")
     endpoint_acc = np.array([s[0] for s in endpoint_scores])
     endpoint_loss = np.array([s[1] for s in endpoint_scores])
     summary = {
         "command": " ".join(["nice -n 10 .venv/bin/python benchmarks/single_task/run.py",
-                             *sys.argv[1:]]),
+                             *(argv if argv is not None else sys.argv[1:])]),
+        "subsets": args.subsets,
+        "test_images": len(data.y_test),
         "machine": _machine(),
         "config": asdict(config),
         "endpoints": {"accuracy": endpoint_acc.tolist(), "loss": endpoint_loss.tolist()},
         "runs": runs,
     }
-    (HERE / f"results_{args.arch}.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (HERE / f"results_{args.arch}.md").write_text(_table(summary))
+    (HERE / f"results_{tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (HERE / f"results_{tag}.md").write_text(_table(summary))
     print(_table(summary))
     return 0
 
 
 def _fmt(values: list[float], percent: bool) -> str:
     arr = np.array(values) * (100 if percent else 1)
-    return f"{arr.mean():.1f} ± {arr.std():.1f}" if percent else f"{arr.mean():.3f} ± {arr.std():.3f}"
+    digits = 1 if percent else 3
+    return f"{arr.mean():.{digits}f} ± {arr.std():.{digits}f}"
 
 
 def _table(summary: dict) -> str:
@@ -144,15 +160,17 @@ def _table(summary: dict) -> str:
         f"{' (stream width ' + str(config['width']) + ')' if config['arch'] == 'resmlp' else ''},"
         f" Adam lr {config['learning_rate']}, {config['epochs']} epochs, batch "
         f"{config['batch_size']}, seeds 0–{N_MODELS - 1}; scikit-learn digits, test split of "
-        f"541 images. Endpoints: accuracy {_fmt(endpoints['accuracy'], True)}%, loss "
-        f"{_fmt(endpoints['loss'], False)}.",
+        f"{summary['test_images']} images. Endpoints: accuracy "
+        f"{_fmt(endpoints['accuracy'], True)}%, loss {_fmt(endpoints['loss'], False)}.",
         "",
-        "Mean ± std over disjoint groups of models (5 groups of 3, 3 groups of 5). REPAIR "
-        "renormalises the hidden units with the training images.",
+        f"Mean ± std over {summary['subsets']} random subsets of the 15 models per size (the "
+        "subset index seeds the matching). REPAIR renormalises the hidden units with the "
+        "training images. Objective: the matching objective Σ_{a<b} Σ_W ⟨U_a, U_b⟩ of the "
+        "final permutations, per pair of models (what all three alignments maximise).",
         "",
         "| models | method | accuracy % | loss | accuracy % (REPAIR) | loss (REPAIR) "
-        "| time s |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| objective | time s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for size in (3, 5):
         for method in METHODS:
@@ -162,8 +180,19 @@ def _table(summary: dict) -> str:
                 f"{_fmt([r['loss'] for r in rows], False)} | "
                 f"{_fmt([r['repair_accuracy'] for r in rows], True)} | "
                 f"{_fmt([r['repair_loss'] for r in rows], False)} | "
+                f"{np.mean([r['objective'] for r in rows]):.1f} | "
                 f"{np.mean([r['seconds'] for r in rows]):.2f} |"
             )
+    lines += ["", "Paired over the same subsets (accuracy without REPAIR, percentage points):", ""]
+    for size in (3, 5):
+        by_method = {m: [r["accuracy"] for r in summary["runs"]
+                         if r["models"] == size and r["method"] == m] for m in METHODS}
+        for better, worse in (("c2m3", "mergemany"), ("mergemany", "naive"),
+                              ("c2m3", "rebasin")):
+            diff = 100 * (np.array(by_method[better]) - np.array(by_method[worse]))
+            lines.append(f"- {size} models, {better} − {worse}: {diff.mean():+.1f} ± "
+                         f"{diff.std():.1f} pp, {better} ahead on {(diff > 0).sum()} of "
+                         f"{len(diff)} subsets, tied on {(diff == 0).sum()}")
     return "\n".join(lines) + "\n"
 
 

@@ -180,7 +180,7 @@ def frank_wolfe_synchronized_matching(
     tol: float = 1e-6,
     patience: int = 5,
     init: str = "sinkhorn",
-    init_noise: float = 0.1,
+    init_noise: float = 0.01,
     seed: int = 0,
     callback: IterationCallback | None = None,
     progress: bool = False,

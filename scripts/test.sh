@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/setup_vllm.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

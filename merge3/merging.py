@@ -277,3 +277,41 @@ def run_merge(
             config_updates=updates,
             extra_files={"merge3_recipe.yaml": recipe_text},
         )
+
+
+def merge_state_dicts(
+    method: MergeMethod | str,
+    base: Mapping[str, torch.Tensor] | None,
+    models: list[Mapping[str, torch.Tensor]],
+    input_settings: list[Mapping[str, Any]],
+    global_settings: Mapping[str, Any] | None = None,
+    *,
+    num_layers: int | None = None,
+    seed: int = 0,
+    out_dtype: torch.dtype | None = None,
+) -> dict[str, torch.Tensor]:
+    """Merge in memory (what a search worker does per candidate; no disk).
+
+    Same semantics as :func:`run_merge`: parameters resolve per tensor (gradients,
+    filters), integer buffers come from the base, arithmetic is float32.
+    """
+    method = get_method(method) if isinstance(method, str) else method
+    reference = base if base is not None else models[0]
+    if num_layers is None:
+        indices = [i for n in reference if (i := layer_index(n)) is not None]
+        num_layers = max(indices) + 1 if indices else 1
+    settings = [dict(s) for s in input_settings]
+    for s in settings:
+        for key, default in method.per_model.items():
+            s.setdefault(key, default)
+    globals_ = {**method.global_params, **(global_settings or {})}
+    merged = {}
+    for name, ref_tensor in reference.items():
+        if not ref_tensor.is_floating_point():
+            merged[name] = ref_tensor
+            continue
+        result = merge_tensor(method, name, base[name] if base is not None else None,
+                              [m[name] for m in models], settings, globals_,
+                              t=layer_position(name, num_layers), seed=seed)
+        merged[name] = result.to(out_dtype or ref_tensor.dtype)
+    return merged

@@ -1,0 +1,172 @@
+"""The search config (YAML): what to merge, how to score, how to search, where to log.
+
+    name: zoo-demo
+    base_model: zoo:minilm/base
+    experts: {topic: zoo:minilm/expert/topic, lang: zoo:minilm/expert/lang}
+    method: tsv_m
+    genome:
+      weight: {per: model, layer_groups: 2, low: 0.0, high: 1.5}
+      alpha: {low: 0.5, high: 2.0}
+    tasks: {topic: zoo:tasks/topic.yaml, lang: zoo:tasks/lang.yaml}
+    fitness: {estimator: mp-irt, item_bank: zoo:bank, anchors: 30}
+    strategy: {sampler: nsga2, population: 8, generations: 4, seed: 0}
+    workers: {count: 2}
+
+Unknown keys are refused with a "did you mean"; relative paths are read from the
+config file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from merge3.errors import RecipeError
+from merge3.genome import GeneGroup
+from merge3.registry import did_you_mean
+
+__all__ = ["SearchConfig", "load_config"]
+
+ESTIMATORS = ("full", "mean", "p-irt", "gp-irt", "mp-irt", "gmp-irt", "aipw")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EvaluationSpec(_Strict):
+    backend: str = "hf"  # hf | vllm | "module:factory" for a custom evaluator
+    device: str = "auto"
+    dtype: str = "float32"
+    batch_size: int = Field(64, ge=1)
+    limit: int | None = Field(None, ge=1)  # at most this many items per task (full evals)
+
+
+class FitnessSpec(_Strict):
+    estimator: Literal["full", "mean", "p-irt", "gp-irt", "mp-irt", "gmp-irt", "aipw"] = "mp-irt"
+    item_bank: str | None = None
+    anchors: int = Field(50, ge=1)
+    anchor_method: str = "kmeans-irt"
+    seed: int = 0
+    full_every: int = Field(0, ge=0)  # every G generations fully evaluate the front (0: never)
+    recalibrate: bool = True  # feed those full evaluations back into the item bank
+
+
+class StrategySpec(_Strict):
+    sampler: Literal["nsga2", "ga", "cmaes", "random"] = "nsga2"
+    population: int = Field(8, ge=2)
+    generations: int = Field(4, ge=1)
+    seed: int = 0
+    storage: str | None = None  # Optuna RDB URL; default: SQLite in the run directory
+    crossover_prob: float = Field(0.9, ge=0, le=1)
+    mutation_prob: float | None = Field(None, ge=0, le=1)
+
+
+class WorkersSpec(_Strict):
+    count: int | None = Field(None, ge=1)  # default: one per GPU, else one per 1 CPU
+    cpus: float = Field(1.0, gt=0)
+    gpus: float | None = Field(None, ge=0)  # default: 1 where CUDA exists, else 0
+    timeout: float = Field(600.0, gt=0)  # seconds per candidate before the worker is killed
+    retries: int = Field(1, ge=0)
+    address: str | None = None  # join a Ray cluster; default: a local Ray
+    fault: dict[str, Any] | None = None  # fault injection for reliability tests (search/faults.py)
+
+
+class TrackingSpec(_Strict):
+    uri: str | None = None  # default: sqlite:///<run dir>/mlflow.db
+    experiment: str | None = None  # default: the search's name
+
+
+class SearchConfig(_Strict):
+    name: str = "merge3-search"
+    base_model: str | None = None
+    experts: dict[str, str]
+    method: str = "tsv_m"
+    genome: dict[str, GeneGroup]
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    dtype: str | None = None
+    tasks: dict[str, str]
+    objectives: list[str] | None = None  # default: every task
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    fitness: FitnessSpec = Field(default_factory=FitnessSpec)
+    strategy: StrategySpec = Field(default_factory=StrategySpec)
+    workers: WorkersSpec = Field(default_factory=WorkersSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchConfig:
+        if not self.experts:
+            raise ValueError("experts: give at least one expert model")
+        unknown = [t for t in self.objective_tasks if t not in self.tasks]
+        if unknown:
+            raise ValueError(f"objective {unknown[0]!r} is not in tasks "
+                             f"({', '.join(self.tasks)})")
+        if self.fitness.estimator != "full" and self.fitness.item_bank is None:
+            raise ValueError(f"fitness.estimator {self.fitness.estimator!r} needs "
+                             "fitness.item_bank (or use estimator: full)")
+        return self
+
+    @property
+    def objective_tasks(self) -> list[str]:
+        return list(self.objectives) if self.objectives else list(self.tasks)
+
+    def resolve_paths(self, root: Path) -> SearchConfig:
+        def fix(value: str) -> str:
+            if ":" in value.split("/")[0] or os.path.isabs(value):
+                return value  # zoo:..., hf:..., a URL or an absolute path
+            candidate = root / value
+            return str(candidate.resolve()) if candidate.exists() else value
+
+        copy = self.model_copy(deep=True)
+        if copy.base_model:
+            copy.base_model = fix(copy.base_model)
+        copy.experts = {k: fix(v) for k, v in copy.experts.items()}
+        copy.tasks = {k: fix(v) for k, v in copy.tasks.items()}
+        if copy.fitness.item_bank:
+            copy.fitness.item_bank = fix(copy.fitness.item_bank)
+        return copy
+
+
+def _known(loc: tuple[Any, ...]) -> list[str]:
+    models: dict[str, type[BaseModel]] = {
+        "evaluation": EvaluationSpec, "fitness": FitnessSpec, "strategy": StrategySpec,
+        "workers": WorkersSpec, "tracking": TrackingSpec,
+    }
+    if len(loc) >= 2 and loc[0] == "genome":
+        return list(GeneGroup.model_fields)
+    if len(loc) >= 2 and loc[0] in models:
+        return list(models[loc[0]].model_fields)
+    return list(SearchConfig.model_fields)
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> SearchConfig:
+    try:
+        return SearchConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            key = str(first["loc"][-1])
+            known = _known(first["loc"])
+            raise RecipeError(f"{source}: unknown key {where!r}.{did_you_mean(key, known)}",
+                              fix=f"use one of: {', '.join(known)}.") from None
+        raise RecipeError(f"{source}: {where or 'config'}: {first['msg']}.",
+                          fix="see `merge3 search --help` for the config format.") from None
+
+
+def load_config(path: str | os.PathLike[str]) -> SearchConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise RecipeError(f"Cannot read search config {path}: {err}.",
+                          fix="check the path.") from err
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path} is not valid YAML: {err}", fix="fix the YAML syntax.") from err
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path} does not hold a mapping.", fix="see `merge3 search --help`.")
+    return parse_config(data, str(path)).resolve_paths(path.parent)

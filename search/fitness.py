@@ -1,0 +1,99 @@
+"""Fitness: a candidate's responses on anchor items -> one accuracy estimate per task.
+
+With ``estimator: full`` every item of every objective task is scored and the fitness is
+the plain accuracy (the reference the IRT estimates are measured against). Otherwise
+each task has an item bank (``fitness.item_bank``: a bank directory per task — a folder
+holding one bank per task name, or a single bank for a single task); k anchors are
+selected once per bank and the chosen IRT estimator (mp-IRT by default, MERGE³) turns
+the candidate's anchor answers into an estimate with a standard error. For mp-IRT the
+endpoints are the experts, looked up by name among the bank's models.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from merge3.errors import RecipeError
+
+__all__ = ["Fitness", "TaskScore"]
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    estimate: float
+    stderr: float
+    items: int
+
+
+def _strip_task(task: str, item_id: str) -> str:
+    prefix = f"{task}/"
+    return item_id[len(prefix):] if item_id.startswith(prefix) else item_id
+
+
+class Fitness:
+    """Which items to ask a candidate, and how to turn its answers into objectives."""
+
+    def __init__(self, tasks: list[str], estimator: str = "mp-irt",
+                 item_bank: str | None = None, anchors: int = 50,
+                 anchor_method: str = "kmeans-irt", seed: int = 0,
+                 experts: Mapping[str, str] | None = None) -> None:
+        self.tasks = list(tasks)
+        self.estimator = estimator
+        self.banks = {}
+        self.prepared = {}
+        self.anchor_sets = {}
+        self.endpoints: dict[str, np.ndarray | None] = {}
+        if estimator == "full":
+            return
+        from irt import AnchorEstimator, load_bank, select_anchors
+
+        root = Path(item_bank or "")
+        for task in self.tasks:
+            directory = root / task if (root / task).is_dir() else root
+            if directory == root and len(self.tasks) > 1 and not (root / task).is_dir():
+                raise RecipeError(
+                    f"fitness.item_bank {root} has no bank for task {task!r}.",
+                    fix=f"put one bank per task in {root}/<task>/ (merge3 irt calibrate).",
+                )
+            bank = load_bank(directory)
+            anchor_set = select_anchors(bank, min(anchors, bank.n_items), anchor_method,
+                                        seed=seed)
+            self.banks[task] = bank
+            self.anchor_sets[task] = anchor_set
+            self.prepared[task] = AnchorEstimator(bank, anchor_set)
+            rows = {m: i for i, m in enumerate(bank.model_ids)}
+            found = [rows[name] for name in (experts or {}).values() if name in rows]
+            self.endpoints[task] = np.array([found]) if found else None
+
+    def items_for_candidate(self) -> dict[str, list[str] | None]:
+        """task -> the item ids a candidate answers (None: all of the task's items)."""
+        if self.estimator == "full":
+            return dict.fromkeys(self.tasks)
+        return {task: [_strip_task(task, i) for i in self.anchor_sets[task].item_ids]
+                for task in self.tasks}
+
+    def score(self, responses: Mapping[str, Mapping[str, float]]) -> dict[str, TaskScore]:
+        """Per-task estimates from a candidate's responses (task -> item id -> score)."""
+        out = {}
+        for task in self.tasks:
+            answers = responses[task]
+            if self.estimator == "full":
+                values = np.array(list(answers.values()), dtype=float)
+                mean = float(values.mean()) if values.size else math.nan
+                stderr = math.sqrt(max(mean * (1 - mean), 0.0) / max(values.size, 1))
+                out[task] = TaskScore(mean, stderr, int(values.size))
+                continue
+            anchor_ids = self.anchor_sets[task].item_ids
+            y = np.array([[answers.get(_strip_task(task, i), np.nan) for i in anchor_ids]],
+                         dtype=float)
+            y = np.where(np.isnan(y), np.nan, (y >= 0.5).astype(float))  # binary, as calibrated
+            value, stderr = self.prepared[task].predict(
+                self.estimator, y,
+                self.endpoints[task] if self.estimator in ("mp-irt", "gmp-irt") else None)
+            out[task] = TaskScore(float(value[0]), float(stderr[0]), len(anchor_ids))
+        return out

@@ -1,0 +1,77 @@
+"""Pareto fronts, hypervolume and their pictures (all objectives maximised)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["pareto_mask", "hypervolume", "plot_front", "front_table"]
+
+
+def pareto_mask(values: np.ndarray) -> np.ndarray:
+    """True for rows of ``values`` (n × m) that no other row dominates."""
+    values = np.asarray(values, dtype=float)
+    keep = np.ones(len(values), dtype=bool)
+    for i, row in enumerate(values):
+        dominated = np.all(values >= row, axis=1) & np.any(values > row, axis=1)
+        keep[i] = not dominated.any()
+    return keep
+
+
+def hypervolume(values: np.ndarray, reference: Sequence[float] | None = None) -> float:
+    """Volume dominated by ``values`` above ``reference`` (default: the origin)."""
+    import optuna._hypervolume as hv
+
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return 0.0
+    ref = np.zeros(values.shape[1]) if reference is None else np.asarray(reference, float)
+    # optuna computes the hypervolume for minimisation: negate.
+    return float(hv.compute_hypervolume(-values, -ref))
+
+
+def front_table(rows: list[dict], objectives: list[str]) -> str:
+    """A markdown table of front members (``rows``: trial, estimates, stderr)."""
+    head = "| trial | generation | " + " | ".join(objectives) + " | mean |"
+    lines = [head, "|" + "---|" * (len(objectives) + 3)]
+    for row in rows:
+        cells = [f"{row['values'][t]:.3f} ± {row['stderr'].get(t, 0):.3f}" for t in objectives]
+        mean = np.mean([row["values"][t] for t in objectives])
+        lines.append(f"| {row['trial']} | {row.get('generation', '')} | " + " | ".join(cells)
+                     + f" | {mean:.3f} |")
+    return "\n".join(lines)
+
+
+def plot_front(values: np.ndarray, objectives: list[str], path: Path, *,
+               title: str = "", highlight: np.ndarray | None = None,
+               references: dict[str, Sequence[float]] | None = None) -> Path:
+    """Scatter of candidates (first two objectives, or mean vs each for > 2) with the front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = np.asarray(values, dtype=float)
+    mask = pareto_mask(values) if highlight is None else highlight
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=110)
+    if values.shape[1] >= 2:
+        x, y, xl, yl = values[:, 0], values[:, 1], objectives[0], objectives[1]
+    else:
+        x, y, xl, yl = np.arange(len(values)), values[:, 0], "candidate", objectives[0]
+    ax.scatter(x, y, s=14, c="#bbbbbb", label="candidates")
+    order = np.argsort(x[mask])
+    ax.plot(x[mask][order], y[mask][order], "o-", c="#d62728", ms=5, label="Pareto front")
+    for name, point in (references or {}).items():
+        ax.scatter([point[0]], [point[1] if len(point) > 1 else 0], marker="*", s=90,
+                   label=name)
+    ax.set_xlabel(f"{xl} (estimated accuracy)")
+    ax.set_ylabel(f"{yl} (estimated accuracy)")
+    ax.set_title(title or "candidates and front")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,347 @@
+"""The search driver: ask a generation, evaluate it on Ray workers, tell, log, repeat.
+
+Everything a finished candidate produced is written to its Optuna trial (genome,
+recipe, estimates, standard errors, parents, worker, timings) before the next one is
+handed out, so ``kill -9`` loses only the candidates in flight; ``--resume`` marks
+those FAIL, catches MLflow up from the study and carries on until the budget
+(population × generations finished candidates) is spent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from merge3.errors import RecipeError
+from merge3.genome import Genome
+from merge3.merging import resolve_model
+from search.config import SearchConfig
+from search.fitness import Fitness
+from search.pareto import front_table, hypervolume, pareto_mask, plot_front
+from search.strategy import GENERATION, PARENTS, fail_interrupted, make_sampler, open_study
+from search.tracking import Tracker
+from search.workers import CandidateResult, WorkerPool, WorkerSpec, init_ray
+
+__all__ = ["run_search", "SearchOutcome", "finished_records", "STATE_FILE"]
+
+log = logging.getLogger("merge3.search")
+STATE_FILE = "search_state.json"
+
+
+@dataclass
+class SearchOutcome:
+    run_dir: Path
+    evaluated: int
+    failed: int
+    front: list[dict[str, Any]]
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str | None
+    item_evaluations: int
+
+
+def _resolve_task(reference: str) -> str:
+    if reference.startswith("zoo:"):
+        from merge3 import zoo
+
+        return str(zoo.resolve(reference[4:]))
+    if not Path(reference).exists():
+        raise RecipeError(f"Task file {reference!r} does not exist.",
+                          fix="point `tasks:` at task YAML files (see docs/formats.md).")
+    return reference
+
+
+def trial_record(trial, objectives: list[str]) -> dict[str, Any]:
+    """What MLflow and the front need from a finished trial."""
+    attrs = trial.user_attrs
+    values = attrs.get("estimates", {})
+    return {
+        "trial": trial.number,
+        "state": trial.state.name,
+        "generation": attrs.get(GENERATION, ""),
+        "parents": attrs.get(PARENTS, []),
+        "genome": dict(trial.params),
+        "values": values,
+        "stderr": attrs.get("stderr", {}),
+        "items_evaluated": attrs.get("items_evaluated"),
+        "wall_seconds": attrs.get("wall_seconds"),
+        "mean_estimate": float(np.mean([values[t] for t in objectives])) if values else None,
+        "worker": attrs.get("worker", ""),
+        "error": attrs.get("error"),
+        "recipe": attrs.get("recipe"),
+    }
+
+
+def finished_records(study, objectives: list[str]) -> list[dict[str, Any]]:
+    from optuna.trial import TrialState
+
+    return [trial_record(t, objectives) for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.FAIL)
+            and not t.user_attrs.get("interrupted")]
+
+
+def front_of(records: list[dict[str, Any]], objectives: list[str]) -> list[dict[str, Any]]:
+    done = [r for r in records if r["state"] == "COMPLETE"]
+    if not done:
+        return []
+    values = np.array([[r["values"][t] for t in objectives] for r in done])
+    return [r for r, keep in zip(done, pareto_mask(values)) if keep]
+
+
+class _State:
+    """The run directory's small JSON state (the MLflow parent run id)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / STATE_FILE
+        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        os.replace(tmp, self.path)
+
+
+def run_search(
+    config: SearchConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    address: str | None = None,
+    progress: bool = True,
+    config_text: str | None = None,
+) -> SearchOutcome:
+    run_dir = Path(run_dir)
+    state = _State(run_dir) if run_dir.exists() else None
+    if state and state.data and not resume:
+        raise RecipeError(f"{run_dir} already holds a search.",
+                          fix="pass --resume to continue it, or choose another run directory.")
+    if resume and not (state and state.data):
+        raise RecipeError(f"{run_dir} holds no search to resume.",
+                          fix="start it without --resume.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = _State(run_dir)
+    if config_text is not None and not (run_dir / "config.yaml").exists():
+        (run_dir / "config.yaml").write_text(config_text)
+
+    objectives = config.objective_tasks
+    base_model = str(resolve_model(config.base_model)) if config.base_model else None
+    experts = {name: str(resolve_model(ref)) for name, ref in config.experts.items()}
+    tasks = {name: _resolve_task(ref) for name, ref in config.tasks.items()
+             if name in objectives}
+    genome = Genome(config.method, experts, config.genome, base_model=base_model,
+                    fixed=config.fixed, dtype=config.dtype)
+    fitness = Fitness(objectives, config.fitness.estimator, config.fitness.item_bank,
+                      config.fitness.anchors, config.fitness.anchor_method,
+                      config.fitness.seed, experts={k: k for k in experts})
+    strategy = config.strategy
+    multi = strategy.sampler == "nsga2" and len(objectives) > 1
+    sampler = make_sampler(strategy.sampler, population=strategy.population,
+                           seed=strategy.seed, crossover_prob=strategy.crossover_prob,
+                           mutation_prob=strategy.mutation_prob)
+    storage = strategy.storage or f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
+    study = open_study(name=config.name, storage=storage, sampler=sampler,
+                       objectives=len(objectives) if multi else 1)
+
+    tracking_uri = config.tracking.uri or f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+    experiment = config.tracking.experiment or config.name
+    tracker = Tracker(tracking_uri, experiment, run_dir)
+    parent = tracker.start(
+        config.name,
+        params={"method": config.method, "sampler": strategy.sampler,
+                "population": strategy.population, "generations": strategy.generations,
+                "estimator": config.fitness.estimator, "anchors": config.fitness.anchors,
+                "objectives": ",".join(objectives), "genes": len(genome.genes)},
+        tags={"merge3.run_dir": run_dir.name},
+        resume_run_id=state.data.get("parent_run_id"),
+    )
+    if parent:
+        state.data["parent_run_id"] = parent
+    state.data.setdefault("study", config.name)
+    state.save()
+    if not resume and (run_dir / "config.yaml").exists():
+        tracker.log_artifact(run_dir / "config.yaml")
+    for task, anchor_set in fitness.anchor_sets.items():
+        path = run_dir / "anchors" / f"{task}.json"
+        path.parent.mkdir(exist_ok=True)
+        anchor_set.save(path)
+        tracker.log_artifact(path, "anchors")
+
+    interrupted = fail_interrupted(study) if resume else []
+    if interrupted:
+        log.warning("resumed: %d candidates in flight at the kill were marked FAIL: %s",
+                    len(interrupted), interrupted)
+    for record in finished_records(study, objectives):
+        tracker.log_candidate(record)  # idempotent catch-up
+
+    budget = strategy.population * strategy.generations
+    started_ray = init_ray(address or config.workers.address)
+    gpus = config.workers.gpus
+    if gpus is None:
+        import torch
+
+        gpus = 1.0 if torch.cuda.is_available() else 0.0
+    count = config.workers.count or _default_workers(gpus, config.workers.cpus)
+    spec = WorkerSpec(base_model or experts[next(iter(experts))], experts, tasks,
+                      backend=config.evaluation.backend, device=config.evaluation.device,
+                      dtype=config.evaluation.dtype, batch_size=config.evaluation.batch_size,
+                      threads=max(1, int(config.workers.cpus)), fault=config.workers.fault)
+    pool = WorkerPool(spec, count=count, cpus=config.workers.cpus, gpus=gpus,
+                      timeout=config.workers.timeout, retries=config.workers.retries)
+    items = fitness.items_for_candidate()
+    finished = len(finished_records(study, objectives))
+    bar = tqdm(total=budget, initial=finished, desc="search", unit="cand", disable=not progress)
+    item_evaluations = 0
+    try:
+        while finished < budget:
+            batch = min(strategy.population, budget - finished)
+            generation = finished // strategy.population
+            trials, jobs = [], []
+            for _ in range(batch):
+                trial = study.ask()
+                values = {g.name: trial.suggest_float(g.name, g.low, g.high, log=g.log)
+                          for g in genome.genes}
+                recipe = genome.decode(values)
+                trial.set_user_attr("recipe", recipe)
+                # NSGA-II/GA samplers record their own generation; others get the batch's
+                if GENERATION not in study._storage.get_trial(trial._trial_id).user_attrs:
+                    trial.set_user_attr(GENERATION, generation)
+                trials.append(trial)
+                jobs.append((trial.number, recipe, items))
+            by_number = {t.number: t for t in trials}
+
+            def on_result(result: CandidateResult, by_number=by_number,
+                          generation=generation) -> None:
+                nonlocal finished, item_evaluations
+                trial = by_number[result.key]
+                trial.set_user_attr("worker", result.worker)
+                trial.set_user_attr("attempts", result.attempts)
+                trial.set_user_attr("wall_seconds", result.seconds)
+                if result.error:
+                    trial.set_user_attr("error", result.error)
+                    study.tell(trial, state=_fail())
+                else:
+                    scores = fitness.score(result.responses)
+                    estimates = {t: s.estimate for t, s in scores.items()}
+                    trial.set_user_attr("estimates", estimates)
+                    trial.set_user_attr("stderr", {t: s.stderr for t, s in scores.items()})
+                    trial.set_user_attr("items_evaluated", result.items_evaluated)
+                    item_evaluations += result.items_evaluated
+                    values = ([estimates[t] for t in objectives] if multi
+                              else float(np.mean([estimates[t] for t in objectives])))
+                    study.tell(trial, values)
+                finished += 1
+                frozen = study._storage.get_trial(trial._trial_id)
+                tracker.log_candidate(trial_record(frozen, objectives))
+                bar.update(1)
+                front = front_of(finished_records(study, objectives), objectives)
+                if front:
+                    best = max(r["mean_estimate"] for r in front)
+                    bar.set_postfix(gen=generation, front=len(front), best_mean=f"{best:.3f}")
+
+            pool.run(jobs, on_result)
+            _log_generation(study, objectives, tracker, run_dir, generation)
+        records = finished_records(study, objectives)
+        front = front_of(records, objectives)
+        _log_lineage(records, front, tracker, run_dir)
+        tracker.finish()
+        tracker.close(wait=10.0)
+    finally:
+        bar.close()
+        pool.shutdown()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    failed = sum(1 for r in records if r["state"] == "FAIL")
+    return SearchOutcome(run_dir, len(records) - failed, failed, front, tracking_uri,
+                         experiment, state.data.get("parent_run_id"), item_evaluations)
+
+
+def _fail():
+    from optuna.trial import TrialState
+
+    return TrialState.FAIL
+
+
+def _default_workers(gpus: float, cpus: float) -> int:
+    if gpus:
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    return max(1, int((os.cpu_count() or 1) // max(cpus, 1)))
+
+
+def _log_generation(study, objectives: list[str], tracker: Tracker, run_dir: Path,
+                    generation: int) -> None:
+    records = finished_records(study, objectives)
+    front = front_of(records, objectives)
+    if not front:
+        return
+    done = [r for r in records if r["state"] == "COMPLETE"]
+    values = np.array([[r["values"][t] for t in objectives] for r in done])
+    out = run_dir / "fronts"
+    table = out / f"front_gen{generation:03d}.md"
+    out.mkdir(exist_ok=True)
+    table.write_text(front_table(front, objectives) + "\n")
+    png = plot_front(values, objectives, out / f"front_gen{generation:03d}.png",
+                     title=f"generation {generation}: {len(done)} candidates")
+    tracker.log_artifact(table, "fronts")
+    tracker.log_artifact(png, "fronts")
+    tracker.log_metrics({"front_size": len(front), "hypervolume": hypervolume(values),
+                         "best_mean_estimate": max(r["mean_estimate"] for r in front),
+                         "candidates": len(done)}, step=generation)
+
+
+def _log_lineage(records: list[dict[str, Any]], front: list[dict[str, Any]], tracker: Tracker,
+                 run_dir: Path) -> None:
+    """A PNG of the front members' ancestry (x: generation, arrows parent -> child)."""
+    if not front:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_trial = {r["trial"]: r for r in records}
+    keep: set[int] = set()
+    stack = [r["trial"] for r in front]
+    while stack:
+        trial = stack.pop()
+        if trial in keep or trial not in by_trial:
+            continue
+        keep.add(trial)
+        stack.extend(by_trial[trial]["parents"] or [])
+    rows: dict[int, list[int]] = {}
+    for trial in sorted(keep):
+        rows.setdefault(int(by_trial[trial]["generation"] or 0), []).append(trial)
+    position = {t: (g, i) for g, members in rows.items() for i, t in enumerate(members)}
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    front_ids = {r["trial"] for r in front}
+    for trial, (x, y) in position.items():
+        for parent in by_trial[trial]["parents"] or []:
+            if parent in position:
+                px, py = position[parent]
+                ax.annotate("", (x, y), (px, py), arrowprops={"arrowstyle": "->", "lw": 0.6,
+                                                               "color": "#888888"})
+        ax.scatter([x], [y], s=60, c="#d62728" if trial in front_ids else "#1f77b4", zorder=3)
+        ax.annotate(str(trial), (x, y), fontsize=7, ha="center", va="bottom",
+                    xytext=(0, 5), textcoords="offset points")
+    ax.set_xlabel("generation")
+    ax.set_yticks([])
+    ax.set_title("lineage of the Pareto front (red: front members)")
+    fig.tight_layout()
+    path = run_dir / "fronts" / "lineage.png"
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    tracker.log_artifact(path, "fronts")
+    (run_dir / "fronts" / "lineage.json").write_text(json.dumps(
+        {str(t): by_trial[t]["parents"] for t in sorted(keep)}, indent=1))
+    tracker.log_artifact(run_dir / "fronts" / "lineage.json", "fronts")

@@ -1,0 +1,192 @@
+"""MLflow tracking of a search: one parent run, one nested run per candidate.
+
+The Optuna study is the source of truth (every finished candidate's genome, estimates,
+standard errors and parents are stored on its trial); MLflow is a view of it that can
+always be rebuilt. Each candidate is logged once, keyed by its trial number, so
+logging after a resume is idempotent, runs left RUNNING by a killed driver are marked
+KILLED, and a tracking server that was unreachable is caught up later.
+
+Candidate run: params = genome genes; metrics = ``est/<task>``, ``stderr/<task>``,
+``items_evaluated``, ``wall_seconds``; tags = ``merge3.trial``, ``merge3.generation``,
+``merge3.parents`` (trial numbers) and ``merge3.parent_runs`` (their run ids).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from merge3.errors import Merge3Error
+
+__all__ = ["Tracker", "TrackingError"]
+
+log = logging.getLogger("merge3.search")
+
+
+class TrackingError(Merge3Error):
+    """MLflow could not be reached and the backlog could not be written."""
+
+
+class Tracker:
+    def __init__(self, uri: str, experiment: str, run_dir: Path) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        self.run_dir = run_dir
+        self.experiment_name = experiment
+        self._backlog: list[Callable[[], Any]] = []
+        self._warned = False
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self._trial_runs: dict[int, str] = {}
+
+    # -- robustness: a down tracking server must not stop the search ------------------------
+    def _call(self, action: Callable[[], Any]) -> Any:
+        self.flush()
+        if self._backlog:
+            self._backlog.append(action)
+            return None
+        try:
+            return action()
+        except Exception as err:
+            self._backlog.append(action)
+            if not self._warned:
+                log.warning("MLflow at %s is unreachable (%s); the search goes on and logging "
+                            "catches up when it is back.", self.uri, str(err).splitlines()[0])
+                self._warned = True
+            return None
+
+    def flush(self) -> bool:
+        """Retry queued logging; True when nothing is left."""
+        while self._backlog:
+            try:
+                self._backlog[0]()
+            except Exception:
+                return False
+            self._backlog.pop(0)
+        self._warned = False
+        return True
+
+    def close(self, *, wait: float = 0.0) -> None:
+        deadline = time.monotonic() + wait
+        while not self.flush() and time.monotonic() < deadline:
+            time.sleep(1.0)
+        if self._backlog:
+            raise TrackingError(
+                f"{len(self._backlog)} MLflow logging calls could not reach {self.uri}.",
+                fix="the search results are safe in the Optuna study; rerun with --resume "
+                "once the tracking server is back to log them.",
+            )
+
+    # -- the search run -----------------------------------------------------------------------
+    def start(self, name: str, params: dict[str, Any], tags: dict[str, str],
+              resume_run_id: str | None = None) -> str | None:
+        def action() -> str:
+            experiment = self.client.get_experiment_by_name(self.experiment_name)
+            if experiment is None:
+                self.experiment_id = self.client.create_experiment(
+                    self.experiment_name,
+                    artifact_location=(self.run_dir / "mlartifacts").resolve().as_uri(),
+                )
+            else:
+                self.experiment_id = experiment.experiment_id
+            if resume_run_id:
+                self.parent_run_id = resume_run_id
+                self.client.update_run(resume_run_id, status="RUNNING")
+            else:
+                run = self.client.create_run(self.experiment_id, run_name=name,
+                                             tags={"merge3.kind": "search", **tags})
+                self.parent_run_id = run.info.run_id
+                self.client.log_batch(self.parent_run_id, params=_params(params))
+            self._index_existing()
+            return self.parent_run_id
+
+        return self._call(action)
+
+    def _index_existing(self) -> None:
+        """Map trial numbers to runs already logged; mark runs a kill left RUNNING."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}'",
+            max_results=50_000,
+        )
+        for run in runs:
+            trial = run.data.tags.get("merge3.trial")
+            if trial is None:
+                continue
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                self.client.set_tag(run.info.run_id, "merge3.reconciled", "killed mid-log")
+                continue
+            self._trial_runs.setdefault(int(trial), run.info.run_id)
+
+    def run_id(self, trial: int) -> str | None:
+        return self._trial_runs.get(trial)
+
+    def log_candidate(self, record: dict[str, Any]) -> None:
+        """Log one finished or failed candidate (a dict built from its Optuna trial)."""
+        trial = int(record["trial"])
+        if trial in self._trial_runs:
+            return
+
+        def action() -> None:
+            if trial in self._trial_runs:
+                return
+            from mlflow.entities import Metric, RunTag
+
+            parents = record.get("parents") or []
+            tags = {
+                "mlflow.parentRunId": self.parent_run_id,
+                "merge3.trial": str(trial),
+                "merge3.generation": str(record.get("generation", "")),
+                "merge3.parents": json.dumps(parents),
+                "merge3.parent_runs": json.dumps(
+                    [self._trial_runs.get(p, "") for p in parents]),
+                "merge3.worker": str(record.get("worker", "")),
+            }
+            if record.get("error"):
+                tags["merge3.error"] = str(record["error"])[:500]
+            run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial}",
+                                         tags=tags)
+            now = int(time.time() * 1000)
+            metrics = [Metric(f"est/{k}", float(v), now, 0)
+                       for k, v in record.get("values", {}).items()]
+            metrics += [Metric(f"stderr/{k}", float(v), now, 0)
+                        for k, v in record.get("stderr", {}).items()]
+            for key in ("items_evaluated", "wall_seconds", "mean_estimate"):
+                if record.get(key) is not None:
+                    metrics.append(Metric(key, float(record[key]), now, 0))
+            self.client.log_batch(run.info.run_id, metrics=metrics,
+                                  params=_params(record.get("genome", {})),
+                                  tags=[RunTag("merge3.state", record.get("state", ""))])
+            status = "FAILED" if record.get("state") == "FAIL" else "FINISHED"
+            self.client.set_terminated(run.info.run_id, status=status)
+            self._trial_runs[trial] = run.info.run_id
+
+        self._call(action)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self._call(lambda: self.client.log_artifact(self.parent_run_id, str(path),
+                                                     artifact_path))
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._call(lambda: self.client.log_batch(
+            self.parent_run_id, metrics=[Metric(k, float(v), now, step)
+                                         for k, v in metrics.items()]))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self._call(lambda: self.client.set_terminated(self.parent_run_id, status=status))
+
+
+def _params(values: dict[str, Any]):
+    from mlflow.entities import Param
+
+    return [Param(str(k)[:250], str(v)[:6000]) for k, v in values.items()]

@@ -1,0 +1,214 @@
+"""Ray worker actors: each holds a device, the base, the experts and an evaluator.
+
+A :class:`CandidateWorker` loads everything once; per candidate it materialises the
+merged weights in memory, swaps them into its resident evaluator (no reload) and
+scores the requested items of every task. :class:`WorkerPool` keeps one actor per
+device busy, retries a candidate whose worker failed on another worker (a crashed or
+hung actor is replaced), and reports candidates that failed every attempt.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["WorkerSpec", "CandidateWorker", "WorkerPool", "CandidateResult", "init_ray"]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What every worker loads: resolved model directories and task files."""
+
+    base_model: str
+    experts: dict[str, str]  # expert name -> model dir (recipe order)
+    tasks: dict[str, str]  # task name -> task YAML
+    backend: str = "hf"
+    device: str = "auto"
+    dtype: str = "float32"
+    batch_size: int = 64
+    threads: int = 1
+    fault: Mapping[str, Any] | None = None
+
+
+@dataclass
+class CandidateResult:
+    """What a candidate evaluation returns (responses: task -> item id -> score)."""
+
+    key: Any
+    responses: dict[str, dict[str, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    materialize_seconds: float = 0.0
+    worker: str = ""
+    attempts: int = 1
+    error: str | None = None
+
+    @property
+    def items_evaluated(self) -> int:
+        return sum(len(v) for v in self.responses.values())
+
+
+def make_evaluator(spec: WorkerSpec):
+    """The resident evaluator for ``spec.backend`` (``hf``, ``vllm`` or ``module:factory``)."""
+    if spec.backend == "hf":
+        from evaluators.hf import HFEvaluator
+
+        return HFEvaluator(spec.base_model, device=spec.device, dtype=spec.dtype,
+                           batch_size=spec.batch_size)
+    if spec.backend == "vllm":
+        from evaluators.vllm_backend import VLLMEvaluator
+
+        return VLLMEvaluator(spec.base_model, dtype=spec.dtype)
+    module_name, _, attr = spec.backend.partition(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    return factory(spec)
+
+
+class CandidateWorker:
+    """The body of a worker actor (plain class: also usable in-process)."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        import torch
+
+        from evaluators.tasks import load_task
+        from merge3.checkpoints import Checkpoint
+        from search.materialize import Materializer
+
+        torch.set_num_threads(max(1, spec.threads))
+        self.spec = spec
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        base = Checkpoint(spec.base_model)
+        self.materializer = Materializer(
+            base.state_dict(), [Checkpoint(p).state_dict() for p in spec.experts.values()],
+            num_layers=base.num_layers(),
+        )
+        self.evaluator = make_evaluator(spec)
+        self.items = {}
+        for task, path in spec.tasks.items():
+            loaded = load_task(path)
+            self.items[task] = {item.id: item for item in loaded.items}
+        self._faults = None
+        if spec.fault:
+            from search.faults import FaultInjector
+
+            self._faults = FaultInjector(spec.fault)
+
+    def info(self) -> dict[str, Any]:
+        import ray
+
+        context = ray.get_runtime_context() if ray.is_initialized() else None
+        return {"worker": self.name, "node": context.get_node_id() if context else None}
+
+    def evaluate(self, key: Any, recipe: Mapping[str, Any],
+                 items: Mapping[str, Iterable[str] | None], attempt: int = 1) -> CandidateResult:
+        """Materialise ``recipe`` and score ``items`` (task -> item ids; None: all items)."""
+        if self._faults is not None:
+            self._faults.maybe_fail(key, attempt)
+        start = time.perf_counter()
+        state = self.materializer.materialize(recipe, seed=int(recipe.get("seed", 0)))
+        self.evaluator.load_weights(state)
+        materialized = time.perf_counter()
+        responses: dict[str, dict[str, float]] = {}
+        for task, ids in items.items():
+            pool = self.items[task]
+            chosen = list(pool.values()) if ids is None else [pool[i] for i in ids]
+            results = self.evaluator.evaluate(chosen)
+            responses[task] = {item.id: float(r.score) for item, r in zip(chosen, results)}
+        return CandidateResult(key, responses, time.perf_counter() - start,
+                               materialized - start, self.name, attempt)
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
+    """Join ``address`` or start a local Ray kept on 127.0.0.1; True if we started it."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return False
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1", configure_logging=False)
+    return True
+
+
+class WorkerPool:
+    """A pool of Ray actors evaluating candidates with retries and timeouts."""
+
+    def __init__(self, spec: WorkerSpec, *, count: int, cpus: float = 1.0,
+                 gpus: float = 0.0, timeout: float = 600.0, retries: int = 1,
+                 max_restarts: int = 0) -> None:
+        import ray
+
+        self._ray = ray
+        self.spec = spec
+        self.timeout = timeout
+        self.retries = retries
+        self._actor_cls = ray.remote(num_cpus=cpus, num_gpus=gpus,
+                                     max_restarts=max_restarts)(CandidateWorker)
+        self.actors = [self._new_actor() for _ in range(count)]
+        # fail fast if a worker cannot load its models
+        ray.get([a.info.remote() for a in self.actors])
+
+    def _new_actor(self):
+        return self._actor_cls.remote(self.spec)
+
+    def run(
+        self,
+        jobs: list[tuple[Any, Mapping[str, Any], Mapping[str, Any]]],
+        on_result: Callable[[CandidateResult], None],
+    ) -> None:
+        """Evaluate ``(key, recipe, items)`` jobs; ``on_result`` gets each result or failure
+        (``result.error`` set) as soon as it is final."""
+        ray = self._ray
+        pending = [(job, 1, None) for job in jobs]  # (job, attempt, actor index to avoid)
+        idle = list(range(len(self.actors)))
+        running: dict[Any, tuple[int, tuple, int, float]] = {}
+        while pending or running:
+            while pending and idle:
+                job, attempt, avoid = pending.pop(0)
+                choices = [i for i in idle if i != avoid] or idle
+                index = choices[0]
+                idle.remove(index)
+                ref = self.actors[index].evaluate.remote(job[0], job[1], job[2], attempt)
+                running[ref] = (index, job, attempt, time.monotonic())
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            now = time.monotonic()
+            finished = list(ready) + [r for r, (_, _, _, t0) in running.items()
+                                      if r not in ready and now - t0 > self.timeout]
+            for ref in finished:
+                index, job, attempt, started = running.pop(ref)
+                error, replace = None, ref not in ready  # a hung actor is replaced
+                try:
+                    if ref in ready:
+                        result = ray.get(ref)
+                    else:
+                        error = f"timed out after {self.timeout:.0f} s"
+                except (ray.exceptions.RayActorError, ray.exceptions.NodeDiedError) as err:
+                    error, replace = f"worker died: {type(err).__name__}", True
+                except ray.exceptions.RayTaskError as err:  # the candidate raised
+                    cause = err.cause if err.cause is not None else err
+                    error = f"{type(cause).__name__}: {str(cause).splitlines()[0][:300]}"
+                if error is None:
+                    idle.append(index)
+                    on_result(result)
+                    continue
+                if replace:
+                    ray.kill(self.actors[index], no_restart=True)
+                    self.actors[index] = self._new_actor()
+                idle.append(index)
+                if attempt <= self.retries:
+                    pending.insert(0, (job, attempt + 1, index))
+                else:
+                    on_result(CandidateResult(job[0], worker=f"actor {index}", attempts=attempt,
+                                              seconds=now - started, error=error))
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            self._ray.kill(actor, no_restart=True)
+        self.actors = []

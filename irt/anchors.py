@@ -1,0 +1,173 @@
+"""Anchor item selection: which few items a new model must answer, and their weights.
+
+Methods of tinyBenchmarks (Polo et al. 2024, §3.1): random, stratified by task, k-means on
+the population's correctness columns, k-means on IRT embeddings (α_i, β_i); plus maximum
+Fisher information at the population's abilities (metabench, Kipnis et al. 2024). For the
+clustering methods the anchor is the item nearest each centroid and its weight the
+cluster's share of items. Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from irt.bank import ItemBank
+from irt.errors import IRTError
+
+__all__ = ["AnchorSet", "select_anchors", "SELECTORS", "load_anchors"]
+
+SELECTORS = ("random", "stratified", "kmeans-correctness", "kmeans-irt", "fisher")
+ANCHORS_FORMAT = "merge3-irt-anchors-v1"
+
+
+@dataclass(frozen=True)
+class AnchorSet:
+    """k anchor items (indices into the bank and ids) with weights summing to 1."""
+
+    indices: np.ndarray
+    item_ids: tuple[str, ...]
+    weights: np.ndarray
+    method: str
+    seed: int
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.size)
+
+    def to_json(self) -> dict[str, object]:
+        return {"format": ANCHORS_FORMAT, "method": self.method, "seed": self.seed,
+                "k": self.k, "items": [{"item": i, "index": int(x), "weight": float(w)}
+                                       for i, x, w in zip(self.item_ids, self.indices,
+                                                          self.weights)]}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
+
+
+def load_anchors(path: str | Path, bank: ItemBank) -> AnchorSet:
+    """Read an anchors.json and check its items against ``bank``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise IRTError(f"{path}: cannot be read ({err.strerror}).",
+                       fix="create it with `merge3 irt anchors BANK --out FILE`.") from None
+    except json.JSONDecodeError as err:
+        raise IRTError(f"{path}, line {err.lineno}: invalid JSON ({err.msg}).",
+                       fix="recreate it with `merge3 irt anchors`.") from None
+    if data.get("format") != ANCHORS_FORMAT:
+        raise IRTError(f"{path}: format {data.get('format')!r}, expected {ANCHORS_FORMAT!r}.",
+                       fix="recreate it with `merge3 irt anchors`.")
+    lookup = {item: k for k, item in enumerate(bank.item_ids)}
+    missing = [e["item"] for e in data["items"] if e["item"] not in lookup]
+    if missing:
+        raise IRTError(f"{path}: anchor items {missing[:3]} are not in the bank.",
+                       fix="select anchors from this bank.")
+    ids = tuple(e["item"] for e in data["items"])
+    return AnchorSet(np.array([lookup[i] for i in ids], dtype=int), ids,
+                     np.array([e["weight"] for e in data["items"]], dtype=float),
+                     str(data["method"]), int(data["seed"]))
+
+
+def _nearest_assignment(features: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Weights = share of all items whose nearest chosen item is each anchor."""
+    centers = features[chosen]
+    d2 = ((features[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
+    labels = d2.argmin(axis=1)
+    return np.bincount(labels, minlength=chosen.size) / features.shape[0]
+
+
+def _kmeans_anchors(features: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=k, n_init=5, random_state=seed).fit(features)
+    chosen = np.empty(k, dtype=int)
+    taken: set[int] = set()
+    for c in range(k):
+        d2 = ((features - km.cluster_centers_[c]) ** 2).sum(1)
+        for idx in np.argsort(d2, kind="stable"):
+            if int(idx) not in taken:  # duplicate items can share a centroid
+                chosen[c] = idx
+                taken.add(int(idx))
+                break
+    weights = np.bincount(km.labels_, minlength=k) / features.shape[0]
+    return chosen, weights
+
+
+def _stratified(bank: ItemBank, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    tasks = np.array(bank.item_tasks)
+    names, counts = np.unique(tasks, return_counts=True)
+    share = counts / counts.sum()
+    alloc = np.floor(share * k).astype(int)
+    if k >= names.size:
+        alloc = np.maximum(alloc, 1)
+    while alloc.sum() > k:
+        alloc[np.argmax(alloc)] -= 1
+    remainder = share * k - alloc
+    while alloc.sum() < k:
+        open_tasks = np.flatnonzero(alloc < counts)
+        best = open_tasks[np.argmax(remainder[open_tasks])]
+        alloc[best] += 1
+        remainder[best] -= 1
+    chosen, weights = [], []
+    for name, n_task, n_pick, s in zip(names, counts, alloc, share):
+        if n_pick == 0:
+            continue
+        members = np.flatnonzero(tasks == name)
+        picks = rng.choice(members, size=min(n_pick, n_task), replace=False)
+        chosen.extend(picks.tolist())
+        weights.extend([s / picks.size] * picks.size)
+    weights_arr = np.array(weights)
+    return np.array(chosen, dtype=int), weights_arr / weights_arr.sum()
+
+
+def _fisher(bank: ItemBank, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cover the population's ability range: split models into k groups by accuracy, and
+    for each group take the unused item of largest Fisher information at the group's mean θ."""
+    accuracy = np.nanmean(bank.responses, axis=1)
+    order = np.argsort(accuracy, kind="stable")
+    groups = np.array_split(order, k)
+    info = bank.params.fisher_information(
+        np.stack([bank.theta[g].mean(axis=0) if g.size else bank.theta.mean(axis=0)
+                  for g in groups]))
+    chosen: list[int] = []
+    used = np.zeros(bank.n_items, dtype=bool)
+    for row in info:
+        row = np.where(used, -np.inf, row)
+        best = int(np.argmax(row))
+        chosen.append(best)
+        used[best] = True
+    chosen_arr = np.array(chosen, dtype=int)
+    embedding = np.column_stack([bank.params.alpha, bank.params.beta])
+    return chosen_arr, _nearest_assignment(embedding, chosen_arr)
+
+
+def select_anchors(bank: ItemBank, k: int, method: str = "kmeans-irt", seed: int = 0
+                   ) -> AnchorSet:
+    """Choose k anchor items of ``bank`` by ``method`` (one of SELECTORS)."""
+    if method not in SELECTORS:
+        raise IRTError(f"Unknown anchor selector {method!r}.", fix=f"use one of {SELECTORS}.")
+    if not 1 <= k <= bank.n_items:
+        raise IRTError(f"k = {k} anchors asked from a bank of {bank.n_items} items.",
+                       fix=f"choose 1 ≤ k ≤ {bank.n_items}.")
+    rng = np.random.default_rng(seed)
+    if method == "random":
+        chosen = np.sort(rng.choice(bank.n_items, size=k, replace=False))
+        weights = np.full(k, 1.0 / k)
+    elif method == "stratified":
+        chosen, weights = _stratified(bank, k, rng)
+    elif method == "kmeans-correctness":
+        columns = bank.responses.T  # (N, M): each item's correctness across models
+        fill = np.nanmean(columns, axis=1, keepdims=True)
+        chosen, weights = _kmeans_anchors(np.where(np.isnan(columns), fill, columns), k, seed)
+    elif method == "kmeans-irt":
+        embedding = np.column_stack([bank.params.alpha, bank.params.beta])
+        chosen, weights = _kmeans_anchors(embedding, k, seed)
+    else:
+        chosen, weights = _fisher(bank, k)
+    return AnchorSet(np.asarray(chosen, dtype=int), tuple(bank.item_ids[i] for i in chosen),
+                     np.asarray(weights, dtype=float), method, seed)

@@ -1,0 +1,240 @@
+"""`merge3 irt ...`: calibrate, anchors, estimate, validate (argparse, wired by merge3.cli).
+
+The main CLI calls :func:`register` with its subparsers; every leaf parser sets
+``func=handler`` and ``handler(args) -> int`` returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from merge3.errors import Merge3Error
+
+__all__ = ["register"]
+
+_RAW = argparse.RawDescriptionHelpFormatter
+
+
+def _guard(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Print merge3 errors as one line (what went wrong, then the fix) and exit 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except Merge3Error as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+    run.__name__ = handler.__name__
+    run.__doc__ = handler.__doc__
+    return run
+
+
+def _csv_ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _csv_strs(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _dims(text: str) -> int | None:
+    return None if text == "auto" else int(text)
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202 - ResponseMatrix
+    from irt.loaders import load_responses
+
+    return load_responses(args.responses, metric=args.metric, filter_name=args.filter)
+
+
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metric", default=None,
+                   help="lm-eval metric field (default: the record's first metric, e.g. acc)")
+    p.add_argument("--filter", default=None,
+                   help="lm-eval filter name to keep (default: the first one seen)")
+
+
+# ---------------------------------------------------------------------- handlers
+@_guard
+def _calibrate(args: argparse.Namespace) -> int:
+    from irt.calibrate import calibrate
+
+    responses = _load(args)
+    bank = calibrate(responses, model=args.model, dims=args.dims, engine=args.engine,
+                     epochs=args.epochs, seed=args.seed)
+    bank.save(args.out)
+    if args.mlflow_tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(args.mlflow_tracking_uri)
+        with mlflow.start_run(run_name="irt-calibrate"):
+            mlflow.log_params({k: bank.metadata[k] for k in ("model", "engine", "dims",
+                                                             "n_models", "n_items")})
+            bank.log_to_mlflow(args.out)
+    print(f"item bank {args.out}: {bank.metadata['n_models']} models × {bank.n_items} items, "
+          f"{args.model} D = {bank.dims}, engine {args.engine}, {bank.metadata['seconds']} s")
+    return 0
+
+
+@_guard
+def _anchors(args: argparse.Namespace) -> int:
+    from irt.anchors import select_anchors
+    from irt.bank import load_bank
+
+    bank = load_bank(args.bank)
+    anchors = select_anchors(bank, args.k, args.method, args.seed)
+    anchors.save(args.out)
+    print(f"{anchors.k} anchors ({args.method}, seed {args.seed}) written to {args.out}")
+    return 0
+
+
+@_guard
+def _estimate(args: argparse.Namespace) -> int:
+    from irt.anchors import load_anchors
+    from irt.bank import load_bank
+    from irt.estimators import estimate_accuracy
+
+    bank = load_bank(args.bank)
+    responses = _load(args)
+    anchors = load_anchors(args.anchors, bank) if args.anchors else None
+    endpoints = None
+    if args.endpoints:
+        try:
+            endpoints = json.loads(Path(args.endpoints).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            from irt.errors import IRTError
+
+            raise IRTError(f"{args.endpoints}: cannot read endpoints ({err}).",
+                           fix='write {"merged-model": ["parent-a", "parent-b"]}.') from None
+    results = estimate_accuracy(bank, responses, args.estimator, anchors, endpoints)
+    if args.json:
+        print(json.dumps([{"model": r.model, "estimator": r.estimator, "estimate": r.estimate,
+                           "stderr": r.stderr, "items_used": r.items_used} for r in results],
+                         indent=1))
+        return 0
+    width = max([len("model"), *(len(r.model) for r in results)])
+    print(f"{'model':<{width}}  estimator  estimate  stderr  items")
+    for r in results:
+        print(f"{r.model:<{width}}  {r.estimator:<9}  {100 * r.estimate:7.2f}%  "
+              f"{100 * r.stderr:5.2f}  {r.items_used:5d}")
+    return 0
+
+
+@_guard
+def _validate(args: argparse.Namespace) -> int:
+    from irt.report import write_report
+    from irt.validate import ValidationConfig, validate
+
+    responses = _load(args)
+    config = ValidationConfig(ks=args.ks, selectors=args.selectors, estimators=args.estimators,
+                              seeds=args.seeds, heldout_fraction=args.heldout_fraction,
+                              model=args.model, dims=args.dims, engine=args.engine,
+                              epochs=args.epochs, recalibration=not args.no_recalibration)
+    rows, info = validate(responses, config, progress=lambda m: print(m, flush=True))
+    command = args.command_line or "merge3 irt validate " + " ".join(map(str, args.responses))
+    machine = args.machine or f"{platform.machine()}, {platform.python_version()}"
+    report = write_report(rows, info, args.out, args.title, command, machine)
+    print(f"report: {report}")
+    return 0
+
+
+# ---------------------------------------------------------------------- parsers
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``irt`` with its verbs calibrate, anchors, estimate, validate."""
+    from irt.anchors import SELECTORS
+    from irt.calibrate import ENGINES
+    from irt.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
+
+    irt = subparsers.add_parser(
+        "irt", help="IRT item banks: calibrate, select anchors, estimate accuracy, validate",
+        description="Cheap evaluation with item response theory (tinyBenchmarks, MERGE³).",
+        formatter_class=_RAW,
+        epilog="example:\n  merge3 irt calibrate runs/eval --out bank/\n"
+               "  merge3 irt anchors bank/ --k 50 --out anchors.json\n"
+               "  merge3 irt estimate bank/ runs/new_model --anchors anchors.json")
+    verbs = irt.add_subparsers(dest="irt_command", metavar="VERB")
+    verbs.required = True
+
+    p = verbs.add_parser(
+        "calibrate", help="fit an item bank to past model responses", formatter_class=_RAW,
+        description="Fit a 2PL or σ(α·θ − β) item bank to responses (long CSV/parquet "
+                    "tables, lm-eval samples_*.jsonl, merge3 eval logs).",
+        epilog="example:\n  merge3 irt calibrate runs/eval responses.csv --out bank/ "
+               "--engine py-irt --dims auto")
+    p.add_argument("responses", nargs="+", type=Path, help="response files or directories")
+    p.add_argument("--out", required=True, type=Path, help="item bank directory to write")
+    p.add_argument("--model", choices=("mirt", "2pl"), default="mirt")
+    p.add_argument("--dims", type=_dims, default=None,
+                   help="dimension D or 'auto' (chosen on held-out models; default)")
+    p.add_argument("--engine", choices=ENGINES, default="scipy")
+    p.add_argument("--epochs", type=int, default=2000, help="py-irt SVI epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mlflow-tracking-uri", default=None,
+                   help="log the bank as an MLflow artifact to this tracking URI")
+    _add_input_options(p)
+    p.set_defaults(func=_calibrate)
+
+    p = verbs.add_parser(
+        "anchors", help="select k anchor items from a bank", formatter_class=_RAW,
+        description="Select anchor items and their weights (deterministic under --seed).",
+        epilog="example:\n  merge3 irt anchors bank/ --k 50 --method kmeans-irt "
+               "--out anchors.json")
+    p.add_argument("bank", type=Path)
+    p.add_argument("--k", type=int, default=50)
+    p.add_argument("--method", choices=SELECTORS, default="kmeans-irt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_anchors)
+
+    p = verbs.add_parser(
+        "estimate", help="estimate models' accuracy from their anchor responses",
+        formatter_class=_RAW,
+        description="Estimate each model's accuracy on the whole bank, with a standard "
+                    "error. Only the anchor items of RESPONSES are read.",
+        epilog="example:\n  merge3 irt estimate bank/ runs/merged --anchors anchors.json "
+               "--estimator gp-irt --json")
+    p.add_argument("bank", type=Path)
+    p.add_argument("responses", nargs="+", type=Path)
+    p.add_argument("--estimator", choices=ESTIMATORS, default=DEFAULT_ESTIMATOR,
+                   help=f"default {DEFAULT_ESTIMATOR}: the best at 50 anchors in "
+                        "benchmarks/irt")
+    p.add_argument("--anchors", type=Path, default=None,
+                   help="anchors.json (default: every bank item answered)")
+    p.add_argument("--endpoints", type=Path, default=None,
+                   help="JSON {model: [parent models in the bank]} for mp-irt / gmp-irt")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_input_options(p)
+    p.set_defaults(func=_estimate)
+
+    p = verbs.add_parser(
+        "validate", help="measure estimator fidelity on held-out models",
+        formatter_class=_RAW,
+        description="Calibrate on training models and report MAE (pp), Spearman and "
+                    "Kendall on held-out models for every estimator × selector × k, on a "
+                    "random split and on the strongest models, with the recalibration "
+                    "effect. Writes report.md, summary.csv, results.csv and mae_vs_k.png.",
+        epilog="example:\n  merge3 irt validate responses.csv --out benchmarks/irt/sklearn "
+               "--ks 10,20,50,100 --seeds 0,1,2")
+    p.add_argument("responses", nargs="+", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--ks", type=_csv_ints, default=(10, 20, 50, 100))
+    p.add_argument("--seeds", type=_csv_ints, default=(0, 1, 2))
+    p.add_argument("--selectors", type=_csv_strs, default=SELECTORS)
+    p.add_argument("--estimators", type=_csv_strs, default=ESTIMATORS)
+    p.add_argument("--heldout-fraction", type=float, default=0.2)
+    p.add_argument("--model", choices=("mirt", "2pl"), default="mirt")
+    p.add_argument("--dims", type=_dims, default=None)
+    p.add_argument("--engine", choices=ENGINES, default="scipy")
+    p.add_argument("--epochs", type=int, default=2000)
+    p.add_argument("--no-recalibration", action="store_true")
+    p.add_argument("--title", default="IRT estimator fidelity on held-out models")
+    p.add_argument("--command-line", default=None, help="command to print in the report")
+    p.add_argument("--machine", default=None, help="machine description for the report")
+    _add_input_options(p)
+    p.set_defaults(func=_validate)

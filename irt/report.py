@@ -1,0 +1,104 @@
+"""Render a validation run as a markdown table, a CSV and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from irt.validate import summarize
+
+__all__ = ["write_report", "best_estimator"]
+
+
+def best_estimator(summary, k: int = 50, split: str = "random") -> tuple[str, str, float]:  # noqa: ANN001
+    """(estimator, selector, MAE pp) with the lowest mean MAE at k anchors on ``split``."""
+    rows = summary[(summary["split"] == split) & (summary["k"] == k)]
+    if rows.empty:
+        rows = summary[summary["split"] == split]
+    best = rows.sort_values("mae_pp").iloc[0]
+    return str(best["estimator"]), str(best["selector"]), float(best["mae_pp"])
+
+
+def _markdown(frame, columns: list[str]) -> str:  # noqa: ANN001
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    lines = []
+    for _, row in frame.iterrows():
+        cells = []
+        for c in columns:
+            v = row[c]
+            cells.append(f"{v:.2f}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+def _pivot(summary, split: str, k: int, metric: str) -> str:  # noqa: ANN001
+    sub = summary[(summary["split"] == split) & (summary["k"] == k)]
+    if sub.empty:
+        return "(no rows)\n"
+    table = sub.pivot(index="estimator", columns="selector", values=metric)
+    columns = ["estimator", *table.columns]
+    frame = table.reset_index()
+    return _markdown(frame, columns)
+
+
+def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
+                 command: str = "", machine: str = "") -> Path:
+    """Write results.csv, summary.csv, report.md and mae_vs_k.png into ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
+    summary = summarize(rows)
+    summary.to_csv(out / "summary.csv", index=False)
+    splits = list(dict.fromkeys(summary["split"]))
+    best = best_estimator(summary)
+    parts = [f"# {title}\n", f"Command: `{command}`\n" if command else "",
+             f"Machine: {machine}\n" if machine else "",
+             f"Population: {info['n_models']} models × {info['n_items']} items. "
+             f"Best at k = 50 on random held-out models: **{best[0]} with {best[1]} anchors, "
+             f"{best[2]:.2f} pp MAE**.\n",
+             "Calibrations: " + json.dumps(info.get("calibrations", [])) + "\n"]
+    if "recalibration_seconds" in info:
+        parts.append(f"Recalibration: {info['recalibration_added']} strongest models added, "
+                     f"{info['recalibration_seconds']} s.\n")
+    for split in splits:
+        parts.append(f"\n## {split}: MAE (pp) at k = 50, estimator × selector\n")
+        parts.append(_pivot(summary, split, 50, "mae_pp"))
+        parts.append(f"\n## {split}: Kendall τ at k = 50\n")
+        parts.append(_pivot(summary, split, 50, "kendall"))
+    parts.append("\n## All rows (mean over seeds)\n")
+    parts.append(_markdown(summary, ["split", "k", "selector", "estimator", "mae_pp", "mae_sd",
+                                     "spearman", "kendall", "stderr_pp", "coverage95",
+                                     "seeds", "n_test"]))
+    report = out / "report.md"
+    report.write_text("\n".join(p for p in parts if p), encoding="utf-8")
+
+    fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 4), sharey=True,
+                             squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        sub = summary[summary["split"] == split]
+        for estimator, group in sub.groupby("estimator", sort=False):
+            # each estimator with its best selector at k = 50 on this split
+            at50 = group[group["k"] == 50]
+            selector = (at50.sort_values("mae_pp").iloc[0]["selector"] if not at50.empty
+                        else group.iloc[0]["selector"])
+            line = group[group["selector"] == selector].sort_values("k")
+            ax.plot(line["k"], line["mae_pp"], marker="o", label=f"{estimator} ({selector})")
+        ax.axhline(2.0, color="grey", linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(sub["k"].unique()))
+        ax.set_xticklabels([str(k) for k in sorted(sub["k"].unique())])
+        ax.set_title(split, fontsize=9)
+        ax.set_xlabel("anchors k")
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel("MAE (pp)")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "mae_vs_k.png", dpi=110)
+    plt.close(fig)
+    return report

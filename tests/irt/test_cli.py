@@ -1,0 +1,81 @@
+"""The `merge3 irt` verbs, driven through argparse as the main CLI will drive them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import irt.cli
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="merge3")
+    irt.cli.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory, simulated) -> Path:  # noqa: ANN001
+    matrix = simulated[0].select_models(range(120)).select_items(range(80))
+    rows = [{"model": m, "item": i.split("/", 1)[1], "task": t, "score": s}
+            for m, row in zip(matrix.model_ids, matrix.scores)
+            for i, t, s in zip(matrix.item_ids, matrix.item_tasks, row)]
+    path = tmp_path_factory.mktemp("cli") / "responses.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_calibrate_anchors_estimate(table: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    bank = tmp_path / "bank"
+    assert _run(["irt", "calibrate", str(table), "--out", str(bank), "--dims", "2"]) == 0
+    assert (bank / "bank.json").exists()
+    anchors = tmp_path / "anchors.json"
+    assert _run(["irt", "anchors", str(bank), "--k", "10", "--method", "stratified",
+                 "--out", str(anchors)]) == 0
+    assert json.loads(anchors.read_text())["k"] == 10
+    capsys.readouterr()
+    assert _run(["irt", "estimate", str(bank), str(table), "--anchors", str(anchors),
+                 "--estimator", "p-irt", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out) == 120 and {r["items_used"] for r in out} == {10}
+    truth = pd.read_csv(table).groupby("model")["score"].mean()
+    err = np.mean([abs(r["estimate"] - truth[r["model"]]) for r in out])
+    assert err < 0.12
+    assert _run(["irt", "estimate", str(bank), str(table), "--anchors", str(anchors)]) == 0
+    assert "gp-irt" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,item,score\na,1,0.5\na,2,oops\n")
+    assert _run(["irt", "calibrate", str(bad), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv, line 3" in err and "Fix:" in err
+    assert _run(["irt", "anchors", str(tmp_path / "nothing"), "--out", "x.json"]) == 2
+
+
+def test_every_verb_has_help_with_an_example(capsys) -> None:  # noqa: ANN001
+    for verb in ("calibrate", "anchors", "estimate", "validate"):
+        with pytest.raises(SystemExit) as exit_info:
+            _run(["irt", verb, "--help"])
+        assert exit_info.value.code == 0
+        assert f"merge3 irt {verb}" in capsys.readouterr().out
+
+
+def test_validate_writes_report_and_plot(table: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert _run(["irt", "validate", str(table), "--out", str(out), "--ks", "5,10",
+                 "--seeds", "0", "--selectors", "random,kmeans-irt", "--dims", "1"]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["split"]) == {"random", "strongest", "strongest-half (no recal.)",
+                                     "strongest-half (recalibrated)"}
+    assert len(summary) == 4 * 2 * 2 * 6
+    assert summary["mae_pp"].between(0, 50).all()
+    assert (out / "mae_vs_k.png").stat().st_size > 10_000
+    assert "MAE (pp) at k = 50" in (out / "report.md").read_text()

@@ -28,7 +28,9 @@ examples:
 
 writes DIR/aligned/model_<i>/ (model i permuted into the common frame, with its other
 files copied), DIR/average/ (the uniform average of the aligned models) and
-DIR/alignment.json (method, permutations, objective per iteration).
+DIR/alignment.json (method, permutations, objective per iteration). With --repair
+(digits networks only) also DIR/average_repaired/, renormalised by REPAIR on the
+digits training images.
 """
 
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -84,6 +86,31 @@ def _write_checkpoint(source: Path, state: dict[str, torch.Tensor], out: Path) -
     os.replace(tmp, out)
 
 
+def _repaired_digits_average(paths: list[Path], result) -> dict[str, torch.Tensor]:
+    """REPAIR the average of aligned digits networks on the digits training images."""
+    from merge3.alignment.repair import repair
+    from merge3.zoo.digits import build_model, load_digits_data, load_digits_model
+
+    try:
+        _, config = load_digits_model(paths[0])
+    except CheckpointError as err:
+        raise CheckpointError(
+            f"--repair needs data, which merge3 only has for digits networks: {err.message}",
+            fix="drop --repair, or call merge3.alignment.repair.repair() with your data.",
+        ) from err
+
+    def module(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+        model = build_model(config)
+        model.load_state_dict(state)
+        return model
+
+    layers = ([f"layers.{i}" for i in range(config.depth)] if config.arch == "mlp"
+              else [f"blocks.{i}.fc_in" for i in range(config.depth)])
+    data = load_digits_data(config.split_seed)
+    endpoints = [module(state) for state in result.aligned]
+    return repair(module(result.merged), endpoints, data.x_train, layers).state_dict()
+
+
 def handler(args: argparse.Namespace) -> int:
     try:
         paths = [Path(p).expanduser() for p in args.models]
@@ -102,6 +129,9 @@ def handler(args: argparse.Namespace) -> int:
         for i, (path, aligned) in enumerate(zip(paths, result.aligned)):
             _write_checkpoint(path, aligned, out / "aligned" / f"model_{i}")
         _write_checkpoint(paths[0], result.merged, out / "average")
+        if args.repair:
+            repaired = _repaired_digits_average(paths, result)
+            _write_checkpoint(paths[0], repaired, out / "average_repaired")
         summary = {
             "method": args.method,
             "models": [str(p) for p in paths],
@@ -135,6 +165,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--max-iter", type=int, default=200,
                         help="C²M³ Frank-Wolfe iterations at most (default: 200)")
+    parser.add_argument("--repair", action="store_true",
+                        help="also write average_repaired/ (REPAIR; digits networks only)")
     parser.add_argument("--verbose", action="store_true",
                         help="print the objective at every iteration")
     parser.set_defaults(func=handler)

@@ -96,3 +96,30 @@ def test_c2m3_merge_beats_naive_average(digits_state_dicts, digits_data) -> None
         accuracy[name] = evaluate(model, digits_data.x_test, digits_data.y_test)[0]
     assert accuracy["c2m3"] > 0.8
     assert accuracy["c2m3"] > accuracy["naive"] + 0.3
+
+
+def test_c2m3_aligns_transformer_mlp_blocks() -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from merge3.alignment import infer_spec
+
+    config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=24,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=16)
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(LlamaForCausalLM(config).eval())
+    states = [m.state_dict() for m in models]
+    spec = infer_spec(states[0])
+    result = c2m3_merge(states, spec, max_iter=30)
+    assert np.all(np.diff(result.objective) >= 0)
+    tokens = torch.randint(0, 40, (2, 7), generator=torch.Generator().manual_seed(0))
+    for model, aligned in zip(models, result.aligned):
+        with torch.no_grad():
+            before = model(input_ids=tokens).logits
+            model.load_state_dict(aligned)
+            after = model(input_ids=tokens).logits
+        torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+    assert any(not np.array_equal(p, np.arange(len(p)))
+               for perms in result.perms for p in perms.values())

@@ -42,6 +42,34 @@ def test_align_writes_models_and_average(digits_paths, digits_data, tmp_path, me
         torch.testing.assert_close(value, torch.stack([a[name] for a in aligned]).mean(0))
 
 
+def test_align_with_repair_writes_a_better_average(digits_paths, digits_data, tmp_path) -> None:
+    out = tmp_path / "out"
+    argv = ["align", *map(str, digits_paths), "--out", str(out), "--method", "rebasin"]
+    assert _run(argv + ["--repair"]) == 0
+    average, _ = load_digits_model(out / "average")
+    repaired, _ = load_digits_model(out / "average_repaired")
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy
+        plain = loss(average(digits_data.x_test), digits_data.y_test)
+        fixed = loss(repaired(digits_data.x_test), digits_data.y_test)
+    assert fixed < plain
+
+
+def test_repair_refuses_models_without_data(tmp_path, capsys) -> None:
+    from safetensors.torch import save_file
+
+    paths = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        path = tmp_path / f"m{seed}.safetensors"
+        save_file({"a.weight": torch.randn(4, 3), "a.bias": torch.randn(4),
+                   "b.weight": torch.randn(2, 4)}, str(path))
+        paths.append(str(path))
+    assert _run(["align", *paths, "--out", str(tmp_path / "out"), "--method", "rebasin"]) == 0
+    assert _run(["align", *paths, "--out", str(tmp_path / "o2"), "--repair"]) == 2
+    assert "--repair" in capsys.readouterr().err
+
+
 def test_align_reports_a_missing_model(digits_paths, tmp_path, capsys) -> None:
     code = _run(["align", str(digits_paths[0]), str(tmp_path / "nope"), "--out", str(tmp_path)])
     assert code == 2

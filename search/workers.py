@@ -81,6 +81,13 @@ class CandidateWorker:
         torch.set_num_threads(max(1, spec.threads))
         self.spec = spec
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        try:
+            import ray
+
+            if ray.is_initialized():  # inside an actor: name the Ray node too
+                self.name += f"@{ray.get_runtime_context().get_node_id()[:12]}"
+        except ImportError:
+            pass
         base = Checkpoint(spec.base_model)
         self.materializer = Materializer(
             base.state_dict(), [Checkpoint(p).state_dict() for p in spec.experts.values()],

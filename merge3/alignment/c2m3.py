@@ -12,8 +12,9 @@ permuted axis; for a matrix ``U_a = R_aᵀ W_a C_a``) the objective to maximise 
 
 relaxed to doubly-stochastic matrices. Frank-Wolfe: gradients of all variables, one
 LAP per variable for the vertex ``D``, one global step ``t ∈ [0, 1]`` by exact line
-search (``f`` is a polynomial in ``t``), until the gain stays below ``tol`` for
-``patience`` iterations; then each ``P`` is rounded to a permutation by a LAP.
+search (``f`` along the segment is a polynomial in ``t``, expanded exactly), until the
+gain stays below ``tol`` for ``patience`` iterations; then each ``P`` is rounded to a
+permutation by a LAP.
 """
 
 from __future__ import annotations
@@ -133,26 +134,56 @@ def _lap_vertex(gradient: np.ndarray) -> np.ndarray:
     return vertex
 
 
-def _line_search(
-    objective: Callable[[float], float], degree: int, current: float
-) -> tuple[float, float]:
-    """Maximise ``objective`` (a polynomial of ``degree`` in t) on [0, 1].
+def _objective_polynomial(
+    params: Sequence[Params],
+    spec: PermutationSpec,
+    start: Sequence[Matrices],
+    direction: Sequence[Matrices],
+) -> np.polynomial.Polynomial:
+    """``f(P + t Δ)`` as an exact polynomial in ``t``.
 
-    Interpolate it at Chebyshev nodes, take the real critical points in (0, 1) and the
-    endpoints as candidates, evaluate each exactly and keep the best; t = 0 (the
-    current value) is always a candidate, so the objective never decreases.
+    Each ``U_a(t)`` is multilinear in its axes' matrices, so it expands into
+    ``Σ_j t^j C_{a,j}`` with ``C_{a,j}`` the sum, over the subsets S of ``j`` permuted
+    axes, of ``W`` with ``Δᵀ`` on S and ``Pᵀ`` elsewhere; then
+    ``f(t) = ½(‖Σ_a U_a(t)‖² − Σ_a ‖U_a(t)‖²)`` is a polynomial of degree 2k.
     """
-    nodes = 0.5 - 0.5 * np.cos(np.pi * (np.arange(degree + 1) + 0.5) / (degree + 1))
-    values = np.array([objective(float(t)) for t in nodes])
-    poly = np.polynomial.Polynomial.fit(nodes, values, degree, domain=[0.0, 1.0])
+    coefficients = np.zeros(1)
+    for name, axis_perms in spec.axes.items():
+        axes = [(axis, perm) for axis, perm in enumerate(axis_perms) if perm is not None]
+        per_model = []
+        for param, p_start, p_dir in zip(params, start, direction):
+            terms = [np.zeros_like(param[name]) for _ in range(len(axes) + 1)]
+            for mask in range(2 ** len(axes)):
+                value = param[name]
+                for bit, (axis, perm) in enumerate(axes):
+                    matrix = p_dir[perm] if mask >> bit & 1 else p_start[perm]
+                    value = _mode_product(value, matrix.T, axis)
+                terms[bin(mask).count("1")] += value
+            per_model.append(terms)
+        summed = [sum(model[j] for model in per_model) for j in range(len(axes) + 1)]
+        layer = np.zeros(2 * len(axes) + 1)
+        for i in range(len(axes) + 1):
+            for j in range(len(axes) + 1):
+                own = sum(np.vdot(model[i], model[j]) for model in per_model)
+                layer[i + j] += 0.5 * (np.vdot(summed[i], summed[j]) - own)
+        if len(layer) > len(coefficients):
+            layer[: len(coefficients)] += coefficients
+            coefficients = layer
+        else:
+            coefficients[: len(layer)] += layer
+    return np.polynomial.Polynomial(coefficients)
+
+
+def _line_search(poly: np.polynomial.Polynomial) -> float:
+    """The ``t ∈ [0, 1]`` maximising ``poly``: among the real critical points in (0, 1)
+    and the end points; ``t = 0`` (no move) unless something is strictly better."""
     roots = poly.deriv().roots()
     candidates = [float(r.real) for r in roots if abs(r.imag) < 1e-9 and 0.0 < r.real < 1.0]
-    best_t, best_value = 0.0, current
+    best_t, best_value = 0.0, poly(0.0)
     for t in [*candidates, 1.0]:
-        value = objective(t)
-        if value > best_value:
-            best_t, best_value = t, value
-    return best_t, best_value
+        if poly(t) > best_value:
+            best_t, best_value = t, poly(t)
+    return best_t
 
 
 def _initial_matrices(
@@ -198,7 +229,6 @@ def frank_wolfe_synchronized_matching(
     rng = np.random.default_rng(seed)
     sizes = spec.sizes(params[0])
     matrices = _initial_matrices(sizes, len(params), init, init_noise, rng)
-    degree = 2 * max(sum(p is not None for p in axes) for axes in spec.axes.values())
 
     current = universe_objective(params, spec, matrices)
     objective, steps = [current], []
@@ -208,14 +238,15 @@ def frank_wolfe_synchronized_matching(
         grads = _gradients(params, spec, matrices)
         vertices = [{p: _lap_vertex(g) for p, g in grad.items()} for grad in grads]
 
-        def along(t: float, start: list[Matrices] = matrices, end: list[Matrices] = vertices
-                  ) -> list[Matrices]:
-            return [{p: (1 - t) * s[p] + t * e[p] for p in s} for s, e in zip(start, end)]
-
-        step, current = _line_search(
-            lambda t: universe_objective(params, spec, along(t)), degree, current
-        )
-        matrices = along(step)
+        directions = [{p: v[p] - m[p] for p in m} for m, v in zip(matrices, vertices)]
+        step = _line_search(_objective_polynomial(params, spec, matrices, directions))
+        moved = [{p: m[p] + step * d[p] for p in m} for m, d in zip(matrices, directions)]
+        value = universe_objective(params, spec, moved)
+        if value < current:  # only round-off can make the exact value disagree; don't move
+            step, value = 0.0, current
+        else:
+            matrices = moved
+        current = value
         objective.append(current)
         steps.append(step)
         if callback is not None:

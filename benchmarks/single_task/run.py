@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": asdict(config),
         "endpoints": {"accuracy": endpoint_acc.tolist(), "loss": endpoint_loss.tolist()},
         "runs": runs,
+        "c2m3_objective_traces": objectives,
     }
     (HERE / f"results_{tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
     (HERE / f"results_{tag}.md").write_text(_table(summary))

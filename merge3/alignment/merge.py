@@ -29,6 +29,7 @@ __all__ = [
     "rebasin_merge",
     "mergemany_merge",
     "naive_merge",
+    "permutations_to_lists",
 ]
 
 METHODS = ("naive", "rebasin", "mergemany", "c2m3")

@@ -34,6 +34,7 @@ from merge3.alignment.spec import (
     sequential_mlp_spec,
     transformer_mlp_spec,
 )
+from merge3.alignment.transformer_spec import transformer_stream_spec
 from merge3.alignment.weight_matching import merge_many, to_numpy, weight_matching
 
 __all__ = [
@@ -60,5 +61,6 @@ __all__ = [
     "sequential_mlp_spec",
     "to_numpy",
     "transformer_mlp_spec",
+    "transformer_stream_spec",
     "weight_matching",
 ]

@@ -119,3 +119,29 @@ def test_spec_errors_name_the_tensor() -> None:
         PermutationSpec({"missing.weight": ("P", None)}).validate(state)
     with pytest.raises(MergeError, match="Fix:"):
         infer_spec({"a.weight": torch.zeros(3)})
+
+
+@pytest.mark.parametrize("family", ["llama", "llama-tied", "gpt2"])
+def test_whole_transformer_stream_invariant(family: str) -> None:
+    from merge3.alignment.transformer_spec import transformer_stream_spec
+
+    torch.manual_seed(0)
+    if family.startswith("llama"):
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=50, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+            tie_word_embeddings=family.endswith("tied")))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2,
+                                           n_positions=32))
+    spec = transformer_stream_spec(model.state_dict())
+    assert set(spec.perm_ids) == {"P_stream", "layer0.mlp_hidden", "layer1.mlp_hidden"}
+    assert spec.sizes(model.state_dict())["P_stream"] == 16
+    # every floating tensor that touches the stream is in the spec: embeddings, norms,
+    # attention in/out, MLP in/out, head
+    assert len(spec.perm_to_axes["P_stream"]) >= 2 + 2 * 6
+    _check_invariance(model, spec, _tokens())
+    with pytest.raises(MergeError):
+        transformer_stream_spec(BertModel(BertConfig(
+            vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=24)).state_dict())

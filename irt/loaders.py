@@ -62,44 +62,53 @@ def _check_score(value: object, path: Path, line: int, field: str) -> float:
     return score
 
 
-def _assemble(records: Iterable[_Record], binarize: bool) -> ResponseMatrix:
-    models: dict[str, int] = {}
-    items: dict[str, int] = {}
-    tasks: dict[str, str] = {}
-    seen: dict[tuple[str, str], str] = {}
-    triples: list[tuple[int, int, float]] = []
-    for rec in records:
-        key = (rec.model, rec.item)
-        if key in seen:
-            raise ResponseFileError(rec.where, f"duplicate response of model {rec.model!r} to "
-                                    f"item {rec.item!r} (first seen at {seen[key]}).",
-                                    fix="keep one score per model and item.")
-        seen[key] = rec.where
-        m = models.setdefault(rec.model, len(models))
-        i = items.setdefault(rec.item, len(items))
-        tasks.setdefault(rec.item, rec.task)
-        triples.append((m, i, rec.score))
+def _frame(records: Sequence[_Record]):  # noqa: ANN202 - pandas DataFrame
+    import pandas as pd
+
+    return pd.DataFrame({"model": [r.model for r in records], "item": [r.item for r in records],
+                         "task": [r.task for r in records],
+                         "score": np.array([r.score for r in records], dtype=float),
+                         "where": [r.where for r in records]})
+
+
+def _assemble(parts: Sequence[object], binarize: bool) -> ResponseMatrix:
+    """Join tables (columns model, item, task, score, where) into one ResponseMatrix."""
+    import pandas as pd
+
+    frames = [p if isinstance(p, pd.DataFrame) else _frame(p) for p in parts]
+    frame = pd.concat(frames, ignore_index=True) if frames else _frame([])
+    duplicated = frame.duplicated(["model", "item"], keep="first").to_numpy()
+    if duplicated.any():
+        second = int(np.argmax(duplicated))
+        model, item = frame["model"].iat[second], frame["item"].iat[second]
+        first = int(np.flatnonzero(((frame["model"] == model) & (frame["item"] == item))
+                                   .to_numpy())[0])
+        raise ResponseFileError(frame["where"].iat[second], f"duplicate response of model "
+                                f"{model!r} to item {item!r} (first seen at "
+                                f"{frame['where'].iat[first]}).",
+                                fix="keep one score per model and item.")
+    model_codes, models = pd.factorize(frame["model"], sort=False)
+    item_codes, items = pd.factorize(frame["item"], sort=False)
     scores = np.full((len(models), len(items)), np.nan)
-    for m, i, s in triples:
-        scores[m, i] = s
-    matrix = ResponseMatrix(scores, tuple(models), tuple(items),
-                            tuple(tasks[i] for i in items))
+    scores[model_codes, item_codes] = frame["score"].to_numpy(dtype=float)
+    first_task = frame.drop_duplicates("item")["task"].to_numpy()
+    matrix = ResponseMatrix(scores, tuple(models), tuple(items), tuple(first_task))
     return matrix.binarized() if binarize else matrix
 
 
 # ---------------------------------------------------------------------- long tables
-def _long_table_records(path: Path) -> list[_Record]:
+def _long_table_records(path: Path):  # noqa: ANN202 - pandas DataFrame
     import pandas as pd
 
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
             frame = pd.read_parquet(path)
-            first_line = 0  # parquet "line" = row number, 0-based + 1 below
+            first_line, unit = 0, "row"  # parquet rows are numbered from 1
         else:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False,
                                 sep="\t" if suffix == ".tsv" else ",")
-            first_line = 1  # the header is line 1
+            first_line, unit = 1, "line"  # the header is line 1
     except Exception as err:  # pandas raises many types; all mean "unreadable"
         raise ResponseFileError(path, f"cannot be read as a table ({err}).",
                                 fix="write a CSV or parquet file with columns "
@@ -109,26 +118,43 @@ def _long_table_records(path: Path) -> list[_Record]:
         raise ResponseFileError(path, f"missing column(s) {missing}; found "
                                 f"{list(frame.columns)}.", line=1 if first_line else None,
                                 fix="name the columns model,item,score (and optionally task).")
-    has_task = "task" in frame.columns
-    records = []
-    unit = "row" if suffix == ".parquet" else "line"
-    for row, (model, item, score, task) in enumerate(zip(
-            frame["model"], frame["item"], frame["score"],
-            frame["task"] if has_task else [""] * len(frame))):
-        line = row + 1 + first_line
-        if model is None or str(model).strip() == "" or item is None or str(item) == "":
-            raise ResponseFileError(path, "empty model or item.", line=line,
-                                    fix="every row needs a model and an item id.")
-        value = _check_score(score, path, line, "score")
-        task = "" if task is None or (isinstance(task, float) and math.isnan(task)) else str(task)
-        records.append(_Record(str(model), item_key(task, str(item)), task, value,
-                               f"{path}, {unit} {line}"))
-    return records
+    lines = np.arange(len(frame)) + 1 + first_line
+    model = frame["model"].astype("string").fillna("")
+    item = frame["item"].astype("string").fillna("")
+    empty = ((model.str.strip() == "") | (item == "")).to_numpy()
+    if empty.any():
+        raise ResponseFileError(path, "empty model or item.", line=int(lines[empty.argmax()]),
+                                fix="every row needs a model and an item id.")
+    raw = frame["score"]
+    text = raw.astype("string").fillna("").str.strip()
+    score = pd.to_numeric(text.where(text != "", None), errors="coerce").to_numpy(dtype=float)
+    bad = np.isnan(score) & (text != "").to_numpy() & (text.str.lower() != "nan").to_numpy()
+    if bad.any():
+        row = int(bad.argmax())
+        raise ResponseFileError(path, f"score {raw.iat[row]!r} is not a number.",
+                                line=int(lines[row]), fix="write score as a number in [0, 1] "
+                                "(or leave it empty for a missing response).")
+    out_of_range = ~np.isnan(score) & ((score < 0) | (score > 1))
+    if out_of_range.any():
+        row = int(out_of_range.argmax())
+        raise ResponseFileError(path, f"score {score[row]} is outside [0, 1].",
+                                line=int(lines[row]),
+                                fix="rescale the metric to [0, 1] before loading.")
+    task = (frame["task"].astype("string").fillna("") if "task" in frame.columns
+            else pd.Series([""] * len(frame), dtype="string"))
+    prefix = task + "/"
+    has_prefix = np.array([i.startswith(p) for i, p in zip(item, prefix)]) if len(item) else \
+        np.zeros(0, dtype=bool)
+    key = item.where((task == "") | has_prefix, prefix + item)
+    where = pd.Series([f"{path}, {unit} "] * len(frame)) + pd.Series(lines).astype(str)
+    return pd.DataFrame({"model": model.to_numpy(dtype=object), "item": key.to_numpy(dtype=object),
+                         "task": task.to_numpy(dtype=object), "score": score,
+                         "where": where.to_numpy(dtype=object)})
 
 
 def load_long_table(path: str | Path, binarize: bool = True) -> ResponseMatrix:
     """Load a CSV/TSV/parquet table with columns ``model,item,score`` and optional ``task``."""
-    return _assemble(_long_table_records(Path(path)), binarize)
+    return _assemble([_long_table_records(Path(path))], binarize)
 
 
 # ---------------------------------------------------------------------- jsonl helpers
@@ -227,7 +253,7 @@ def load_lm_eval_samples(paths: Sequence[str | Path] | str | Path, metric: str |
     ``results_*.json`` or the directory name; ``metric`` defaults to the record's first
     listed metric (``acc``, ``exact_match``...).
     """
-    return _assemble(_lm_eval_all(paths, metric, filter_name, model), binarize)
+    return _assemble([_lm_eval_all(paths, metric, filter_name, model)], binarize)
 
 
 def _lm_eval_all(paths: Sequence[str | Path] | str | Path, metric: str | None,
@@ -285,7 +311,7 @@ def _merge3_model_records(model_dir: Path) -> list[_Record]:
 
 def load_merge3_eval_logs(path: str | Path, binarize: bool = True) -> ResponseMatrix:
     """Load ``merge3 eval --log-samples`` output: one model directory or a directory of them."""
-    return _assemble(_merge3_all(Path(path)), binarize)
+    return _assemble([_merge3_all(Path(path))], binarize)
 
 
 def _merge3_all(path: Path) -> list[_Record]:
@@ -320,16 +346,16 @@ def load_responses(paths: Sequence[str | Path] | str | Path, binarize: bool = Tr
     """
     if isinstance(paths, str | Path):
         paths = [paths]
-    records: list[_Record] = []
+    records: list[object] = []
     for path in map(Path, paths):
         if not path.exists():
             raise ResponseFileError(path, "does not exist.", fix="check the path.")
         if path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".parquet"):
-            records.extend(_long_table_records(path))
+            records.append(_long_table_records(path))
         elif path.is_dir() and _is_merge3_dir(path):
-            records.extend(_merge3_all(path))
+            records.append(_merge3_all(path))
         elif path.is_dir() or path.suffix.lower() == ".jsonl":
-            records.extend(_lm_eval_all([path], metric, filter_name, None))
+            records.append(_lm_eval_all([path], metric, filter_name, None))
         else:
             raise ResponseFileError(path, "has an unknown response format.",
                                     fix="pass a .csv/.parquet table, lm-eval samples_*.jsonl "

@@ -103,10 +103,14 @@ def validate(responses: ResponseMatrix, config: ValidationConfig | None = None,
     info: dict[str, object] = {"n_models": matrix.n_models, "n_items": matrix.n_items,
                                "calibrations": []}
 
+    chosen_dims: list[int | None] = [config.dims]
+
     def fit(train: ResponseMatrix, seed: int, label: str) -> ItemBank:
+        # D is chosen on held-out models by the first calibration, then kept (saves time)
         started = time.perf_counter()
-        bank = calibrate(train, model=config.model, dims=config.dims, engine=config.engine,
+        bank = calibrate(train, model=config.model, dims=chosen_dims[0], engine=config.engine,
                          epochs=config.epochs, seed=seed)
+        chosen_dims[0] = bank.dims
         info["calibrations"].append({"split": label, "seed": seed, "dims": bank.dims,
                                      "seconds": round(time.perf_counter() - started, 1),
                                      "n_train": train.n_models,

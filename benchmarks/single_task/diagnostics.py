@@ -11,7 +11,13 @@ SGD and with Adam, logging gradients. Writes ``diagnostics.md``, ``diagnostics.j
 Vetterli 2007 (effective rank); Zhou, Crisostomi et al. 2025 (task vectors as gradients).
 """
 
+# ruff: noqa: E402  (thread limits must be set before numpy is imported)
 from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # a shared CPU: spinning BLAS threads only slow down
 
 import json
 from pathlib import Path

@@ -11,7 +11,14 @@ References: Ainsworth et al. 2023 (Re-Basin, MergeMany); Crisostomi et al. 2024 
 Jordan et al. 2023 (REPAIR).
 """
 
+# ruff: noqa: E402  (thread limits must be set before numpy is imported)
 from __future__ import annotations
+
+import os
+
+# small matrices and a shared CPU: multi-threaded OpenBLAS spins and runs ~30x slower
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import argparse
 import json
@@ -52,7 +59,8 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {torch.get_num_threads()} torch threads, Python "
+    return (f"{cpu} (2 cores, shared with other jobs), single-threaded torch and "
+            f"OpenBLAS, Python "
             f"{platform.python_version()}, torch {torch.__version__}")
 
 
@@ -75,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subsets", type=int, default=10, help="subsets per size (default 10)")
     parser.add_argument("--zoo", default=None, help="digits zoo directory (default: cache)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)
 
     config = DigitsConfig(arch=args.arch, hidden=args.hidden)
     tag = f"{args.arch}-h{args.hidden}"

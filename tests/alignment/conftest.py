@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from merge3.zoo.digits import (
     DigitsConfig,
@@ -17,6 +18,14 @@ from merge3.zoo.digits import (
 
 # small but real: each model trains in about a second and reaches > 90% test accuracy
 FAST_CONFIG = DigitsConfig(hidden=32, depth=3, epochs=15)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def single_threaded_blas():
+    """Alignment multiplies small matrices; on a shared CPU a multi-threaded OpenBLAS
+    spin-waits and runs many times slower than one thread."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,8 @@ def measure(backend: str, model: Path, task_files: list[Path], merged: Path) -> 
     row: dict = {"backend": backend, "model": model.name, "startup_s": startup}
     tasks = [load_task(p) for p in task_files]
     evaluator.evaluate(tasks[0].items[:8] + tasks[1].items[:8])  # warm-up
+    every = [item for task in tasks for item in task.items]
+    row["answers"] = [[r.item, r.prediction, r.score] for r in evaluator.evaluate(every)]
     for task in tasks:
         seconds = _best(lambda t=task: evaluator.evaluate(t.items))
         row[f"{task.spec.format}_items_per_s"] = len(task.items) / seconds
@@ -114,6 +116,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=200, help="items per task")
     parser.add_argument("--out", type=Path, default=Path("/tmp/merge3_eval_throughput"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (hf backend)")
     parser.add_argument("--worker", nargs=4, metavar=("BACKEND", "MODEL", "MERGED", "OUT"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--tasks", nargs="*", type=Path, help=argparse.SUPPRESS)
@@ -126,7 +129,8 @@ def main() -> int:
 
     import torch
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    # One thread: on these shared 2-core machines 2 torch threads stall under load.
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     models, tasks, merged = _build(args.out, args.items)
     causal_tasks = [tasks["arith_gen"], tasks["arith_mc"]]
@@ -146,14 +150,21 @@ def main() -> int:
         subprocess.run([str(vllm_python), __file__, "--worker", "vllm", str(models[name]),
                         str(merged[name]), str(out), "--tasks", *map(str, causal_tasks)],
                        check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        rows.append(json.loads(out.read_text()))
+        row = json.loads(out.read_text())
+        hf_row = next(r for r in rows if r["backend"] == "hf" and r["model"] == row["model"])
+        same = sum(a == b for a, b in zip(hf_row["answers"], row["answers"], strict=True))
+        row["agreement_with_hf"] = same / len(row["answers"])
+        rows.append(row)
     machine = {
         "cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(), "items_per_task": args.items,
         "load_average_at_end": os.getloadavg(),
     }
-    (args.out / "results.json").write_text(json.dumps({"machine": machine, "rows": rows},
-                                                      indent=2))
+    (args.out / "results.json").write_text(json.dumps({"machine": machine, "rows": rows}))
+    for row in rows:
+        if "agreement_with_hf" in row:
+            print(f"vllm vs hf answers on {row['model']}: {row['agreement_with_hf']:.2%} of "
+                  f"{len(row['answers'])} items")
     print(json.dumps(machine))
     print(_table(rows))
     return 0

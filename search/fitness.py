@@ -97,3 +97,31 @@ class Fitness:
                 self.endpoints[task] if self.estimator in ("mp-irt", "gmp-irt") else None)
             out[task] = TaskScore(float(value[0]), float(stderr[0]), len(anchor_ids))
         return out
+
+
+def full_accuracy(responses: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Plain accuracy per task from a full evaluation."""
+    return {task: float(np.mean(list(answers.values()))) for task, answers in responses.items()}
+
+
+def recalibrate_banks(fitness: Fitness, evaluated: Mapping[str, Mapping[str, Mapping[str, float]]],
+                      out_dir: Path) -> dict[str, Path]:
+    """Add fully evaluated candidates (model -> task -> item -> score) to every task's
+    bank, refit warm-started (IRT recalibration), save the banks and re-prepare the
+    estimators on the same anchors."""
+    from irt import AnchorEstimator, ResponseMatrix, recalibrate, save_bank
+
+    saved = {}
+    for task, bank in fitness.banks.items():
+        models = [m for m in evaluated if task in evaluated[m]]
+        if not models:
+            continue
+        item_ids = list(bank.item_ids)
+        scores = np.array([[evaluated[m][task].get(_strip_task(task, i), np.nan)
+                            for i in item_ids] for m in models], dtype=float)
+        new = ResponseMatrix(scores, tuple(models), tuple(item_ids), tuple(bank.item_tasks))
+        bank = recalibrate(bank, new)
+        fitness.banks[task] = bank
+        fitness.prepared[task] = AnchorEstimator(bank, fitness.anchor_sets[task])
+        saved[task] = save_bank(bank, out_dir / task)
+    return saved

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from merge3.errors import RecipeError
 from merge3.genome import Genome
 from merge3.merging import resolve_model
 from search.config import SearchConfig
-from search.fitness import Fitness
+from search.fitness import Fitness, full_accuracy, recalibrate_banks
 from search.pareto import front_table, hypervolume, pareto_mask, plot_front
 from search.strategy import GENERATION, PARENTS, fail_interrupted, make_sampler, open_study
 from search.tracking import Tracker
@@ -247,6 +248,11 @@ def run_search(
 
             pool.run(jobs, on_result)
             _log_generation(study, objectives, tracker, run_dir, generation)
+            every = config.fitness.full_every
+            if every and (generation + 1) % every == 0:
+                item_evaluations += _evaluate_front_fully(
+                    study, objectives, pool, fitness, tracker, run_dir, generation,
+                    recalibrate=config.fitness.recalibrate and config.fitness.estimator != "full")
         records = finished_records(study, objectives)
         front = front_of(records, objectives)
         _log_lineage(records, front, tracker, run_dir)
@@ -262,6 +268,51 @@ def run_search(
     failed = sum(1 for r in records if r["state"] == "FAIL")
     return SearchOutcome(run_dir, len(records) - failed, failed, front, tracking_uri,
                          experiment, state.data.get("parent_run_id"), item_evaluations)
+
+
+def _evaluate_front_fully(study, objectives: list[str], pool: WorkerPool, fitness: Fitness,
+                          tracker: Tracker, run_dir: Path, generation: int, *,
+                          recalibrate: bool) -> int:
+    """Score the current front on every item: true accuracies beside the estimates
+    (``full_evals.jsonl`` and ``full/<task>`` metrics), and the item banks recalibrated
+    with those responses so they follow models stronger than their population."""
+    log_path = run_dir / "full_evals.jsonl"
+    done = set()
+    if log_path.exists():
+        done = {json.loads(line)["trial"] for line in log_path.read_text().splitlines() if line}
+    front = [r for r in front_of(finished_records(study, objectives), objectives)
+             if r["trial"] not in done]
+    if not front:
+        return 0
+    evaluated: dict[str, dict[str, dict[str, float]]] = {}
+    count = 0
+
+    def on_result(result: CandidateResult) -> None:
+        nonlocal count
+        if result.error:
+            log.warning("full evaluation of trial %s failed: %s", result.key, result.error)
+            return
+        count += result.items_evaluated
+        record = {"trial": result.key, "generation": generation,
+                  "accuracy": full_accuracy(result.responses)}
+        with log_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        evaluated[f"trial-{result.key}"] = result.responses
+        run_id = tracker.run_id(result.key)
+        if run_id:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            tracker._call(lambda: tracker.client.log_batch(run_id, metrics=[
+                Metric(f"full/{t}", v, now, 0) for t, v in record["accuracy"].items()]))
+
+    full_items = dict.fromkeys(objectives)
+    pool.run([(r["trial"], r["recipe"], full_items) for r in front], on_result)
+    tracker.log_artifact(log_path)
+    if recalibrate and evaluated:
+        for task, path in recalibrate_banks(fitness, evaluated, run_dir / "banks").items():
+            tracker.log_artifact(path, f"item_banks/gen{generation:03d}/{task}")
+    return count
 
 
 def _fail():

@@ -44,6 +44,7 @@ def finished_search(search_setting, ray_local, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "s1"
     config = search_config(search_setting)
     config["workers"]["fault"] = {"mode": "raise", "keys": [1], "attempts": [1, 2]}
+    config["fitness"]["full_every"] = 2  # after generation index 1: full evaluation + recal.
     outcome = run_search(parse_config(config), run_dir, progress=False,
                          config_text=yaml.safe_dump(config))
     return config, run_dir, outcome
@@ -156,3 +157,23 @@ def test_resume_marks_interrupted_trials_and_refuses_reuse(search_setting, tmp_p
         run_search(config, tmp_path / "run")
     with pytest.raises(RecipeError, match="no search to resume"):
         run_search(config, tmp_path / "empty", resume=True)
+
+
+def test_front_fully_evaluated_and_banks_recalibrated(finished_search, search_setting):
+    from irt import load_bank
+
+    _, run_dir, outcome = finished_search
+    lines = (run_dir / "full_evals.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records and all(set(r["accuracy"]) == {"alpha", "beta"} for r in records)
+    assert len({r["trial"] for r in records}) == len(records)  # each member once
+    before = load_bank(search_setting["banks"] / "alpha")
+    after = load_bank(run_dir / "banks" / "alpha")
+    added = [m for m in after.model_ids if m.startswith("trial-")]
+    assert len(added) == len(records)
+    assert len(after.model_ids) == len(before.model_ids) + len(added)
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("test-search")
+    run = client.search_runs([experiment.experiment_id],
+                             filter_string=f"tags.`merge3.trial` = '{records[0]['trial']}'")[0]
+    assert run.data.metrics["full/alpha"] == records[0]["accuracy"]["alpha"]

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from merge3.checkpoints import DTYPES, Checkpoint, CheckpointWriter, parse_size
 from merge3.errors import CheckpointError, MergeError, RecipeError
 from merge3.methods import MergeMethod, get_method
-from merge3.recipe import Recipe, resolve_parameter
+from merge3.recipe import Fallback, Recipe, resolve_parameter
 from merge3.registry import did_you_mean
 from merge3.task_vectors import layer_index
 
@@ -123,13 +123,16 @@ def plan_merge(recipe: Recipe, *, allow_pickle: bool = False) -> MergePlan:
     for entry in entries:
         settings = {}
         for key, default in method.per_model.items():
-            value = entry.parameters.get(key, recipe.parameters.get(key, default))
-            if value is None:
+            chain = [s[key] for s in (entry.parameters, recipe.parameters) if key in s]
+            if not chain and default is None:
                 raise RecipeError(f"models: {entry.model} needs parameter {key!r}.",
                                   fix=f"add `parameters: {{{key}: ...}}` to it.")
-            settings[key] = value
+            settings[key] = Fallback([*chain, default])
         input_settings.append(settings)
-    global_settings = {k: recipe.parameters.get(k, d) for k, d in method.global_params.items()}
+    global_settings = {
+        k: Fallback([recipe.parameters[k], d]) if k in recipe.parameters else d
+        for k, d in method.global_params.items()
+    }
 
     reference = base if base is not None else inputs[0]
     _check_compatible(reference, [c for c in inputs if c is not reference])

@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from merge3.errors import RecipeError
 from merge3.registry import did_you_mean
 
-__all__ = ["Recipe", "ModelEntry", "load_recipe", "resolve_parameter", "ParameterSetting"]
+__all__ = ["Recipe", "ModelEntry", "Fallback", "load_recipe", "resolve_parameter",
+           "ParameterSetting"]
 
 DTypeName = Literal["float32", "float16", "bfloat16", "fp32", "fp16", "bf16"]
 
@@ -164,8 +165,20 @@ def parse_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
         raise _format_validation_error(err, source) from None
 
 
+class Fallback(tuple):
+    """Settings tried in order for each tensor (model's, then global, then the default):
+    a filter list that matches nothing for a tensor falls through to the next, as in
+    mergekit."""
+
+
 def resolve_parameter(setting: Any, tensor_name: str, t: float) -> Any:
     """The value of one parameter for one tensor at layer position t ∈ [0, 1]."""
+    if isinstance(setting, Fallback):
+        for option in setting:
+            value = resolve_parameter(option, tensor_name, t)
+            if value is not None:
+                return value
+        return None
     if isinstance(setting, Conditional):
         setting = [setting]
     if isinstance(setting, list):

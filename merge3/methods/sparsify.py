@@ -20,7 +20,8 @@ def magnitude_mask(delta: torch.Tensor, density: float) -> torch.Tensor:
     k = max(1, int(density * delta.numel()))
     flat = delta.abs().reshape(-1)
     keep = torch.zeros(flat.numel(), dtype=torch.bool)
-    keep[torch.topk(flat, k, sorted=False).indices] = True
+    # argsort, not topk: among equal magnitudes (common in bf16) keep the ones mergekit keeps
+    keep[torch.argsort(flat, descending=True)[:k]] = True
     return keep.reshape(delta.shape)
 
 
@@ -34,7 +35,7 @@ def outlier_mask(delta: torch.Tensor, density: float, gamma: float) -> torch.Ten
     keep_n = int(density * n)
     top_n = int(gamma * n)
     bottom_n = max(0, n - keep_n - top_n)
-    order = torch.argsort(delta.abs().reshape(-1), stable=True)
+    order = torch.sort(delta.abs().reshape(-1)).indices  # mergekit's order among ties
     keep = torch.zeros(n, dtype=torch.bool)
     keep[order[bottom_n : bottom_n + keep_n]] = True
     return keep.reshape(delta.shape)

@@ -76,10 +76,6 @@ def test_filters_first_match_wins_and_star_matches_all() -> None:
     assert resolve_parameter(setting, "model.norm.weight", 0.0) == 0.5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "merge3 bug: a per-model filter list that matches no tensor resolves to None instead "
-    "of falling through to the global `parameters` value (mergekit's "
-    "ConfigReader.parameter_sources precedence); ties then crashes with TypeError"))
 def test_unmatched_model_filter_falls_back_to_global_value(
     llama_family: dict, tmp_path
 ) -> None:

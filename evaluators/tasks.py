@@ -268,7 +268,11 @@ def load_tasks(specs: Iterable[str | Path], limit: int | None = None) -> list[Ta
 
 def read_item_ids(path: str | Path) -> dict[str, list[str]] | list[str]:
     """Read an item-id file (anchors): a JSON list of ids, ``{"items": [...]}``, or
-    ``{<task>: [ids]}`` (``{"anchors": ...}`` is accepted as a synonym of ``items``)."""
+    ``{<task>: [ids]}`` (``{"anchors": ...}`` is accepted as a synonym of ``items``).
+
+    ``irt``'s ``anchors.json`` (``{"format": "merge3-irt-anchors-v1", "items": [{"item":
+    "<task>/<id>", "index", "weight"}, ...]}``) is read as its list of ``task/id`` ids.
+    """
     path = Path(path)
     try:
         raw = json.loads(path.read_text())
@@ -279,6 +283,8 @@ def read_item_ids(path: str | Path) -> dict[str, list[str]] | list[str]:
             if key in raw and isinstance(raw[key], (list, dict)):
                 raw = raw[key]
                 break
+    if isinstance(raw, list) and all(isinstance(i, dict) and "item" in i for i in raw):
+        raw = [i["item"] for i in raw]  # irt's anchors.json: [{"item", "index", "weight"}]
     if isinstance(raw, list) and all(isinstance(i, (str, int)) for i in raw):
         return [str(i) for i in raw]
     if isinstance(raw, dict) and all(isinstance(v, list) for v in raw.values()):

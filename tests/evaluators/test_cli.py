@@ -67,3 +67,19 @@ def test_help_has_an_example(capsys) -> None:
         _run(["eval", "--help"])
     text = capsys.readouterr().out
     assert "examples:" in text and "merge3 eval" in text and "--log-samples" in text
+
+
+def test_logs_load_as_an_irt_response_matrix(models, tasks, tmp_path) -> None:
+    """The contract of docs/formats.md, checked with the reader irt actually uses."""
+    from irt.loaders import load_merge3_eval_logs
+
+    out = tmp_path / "logs"
+    for name in ("gpt2_a", "gpt2_b"):
+        assert _run(["eval", str(models[name]), "--tasks", str(tasks["arith_mc"]),
+                     "--limit", "6", "--log-samples", str(out), "--no-progress"]) == 0
+    matrix = load_merge3_eval_logs(out)
+    assert sorted(matrix.model_ids) == ["gpt2_a", "gpt2_b"]
+    assert len(matrix.item_ids) == 6 and matrix.item_ids[0] == "arith_mc/add-000"
+    samples = (out / "gpt2_b" / "samples_arith_mc.jsonl").read_text().splitlines()
+    row = matrix.model_ids.index("gpt2_b")
+    assert list(matrix.scores[row]) == [json.loads(line)["score"] for line in samples]

@@ -108,8 +108,8 @@ def test_select_items_keeps_anchor_order(tasks) -> None:
     loaded = load_tasks([tasks["arith_mc"], tasks["topic"]])
     chosen = select_items(loaded, {"arith_mc": ["add-007", "add-002"], "topic": ["5"]})
     assert [[i.id for i in t.items] for t in chosen] == [["add-007", "add-002"], ["5"]]
-    flat = select_items(loaded, ["add-003", "topic/9"])
-    assert [[i.id for i in t.items] for t in flat] == [["add-003"], ["9"]]
+    flat = select_items(loaded, ["add-003", "topic/9", "arith_mc/add-001"])
+    assert [[i.id for i in t.items] for t in flat] == [["add-003", "add-001"], ["9"]]
 
 
 def test_item_not_in_bank_is_a_clear_error(tasks) -> None:
@@ -129,5 +129,11 @@ def test_read_item_ids_layouts(tmp_path: Path) -> None:
     assert read_item_ids(tmp_path / "a.json") == ["x", "3"]
     assert read_item_ids(tmp_path / "b.json") == ["x"]
     assert read_item_ids(tmp_path / "c.json") == {"t": ["x", "y"]}
+    # irt's anchors.json (merge3 irt anchors BANK --out anchors.json).
+    (tmp_path / "e.json").write_text(json.dumps({
+        "format": "merge3-irt-anchors-v1", "method": "random", "seed": 0, "k": 2,
+        "items": [{"item": "arith_mc/add-004", "index": 4, "weight": 0.5},
+                  {"item": "topic/7", "index": 47, "weight": 0.5}]}))
+    assert read_item_ids(tmp_path / "e.json") == ["arith_mc/add-004", "topic/7"]
     with pytest.raises(TaskSpecError, match="unknown layout"):
         read_item_ids(tmp_path / "d.json")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -108,8 +107,5 @@ def _print_summary(model: str, summary: dict, seconds: float) -> None:
 
 
 def _handler(args: argparse.Namespace) -> int:
-    try:
-        return run_eval(args)
-    except Merge3Error as err:
-        print(f"merge3 eval: error: {err}", file=sys.stderr)
-        return 2
+    """Errors propagate to `merge3`'s main, which prints one line and exits 2."""
+    return run_eval(args)

@@ -30,6 +30,8 @@ _SWAP_EXTENSION = "evaluators.vllm_worker.WeightSwapExtension"
 
 def import_vllm():
     """Import vLLM or fail with the install hint (vLLM lives in a venv of its own)."""
+    # Quiet by default (vLLM logs every engine step at INFO); VLLM_LOGGING_LEVEL overrides.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     try:
         import vllm
     except ImportError as err:

@@ -9,11 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 from collections.abc import Callable
 from pathlib import Path
-
-from merge3.errors import Merge3Error
 
 __all__ = ["register"]
 
@@ -21,18 +18,8 @@ _RAW = argparse.RawDescriptionHelpFormatter
 
 
 def _guard(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Print merge3 errors as one line (what went wrong, then the fix) and exit 2."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except Merge3Error as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-
-    run.__name__ = handler.__name__
-    run.__doc__ = handler.__doc__
-    return run
+    """Handlers raise merge3 errors; `merge3`'s main prints them as one line and exits 2."""
+    return handler
 
 
 def _csv_ints(text: str) -> tuple[int, ...]:

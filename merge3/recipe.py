@@ -144,18 +144,33 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(Recipe.model_fields)
 
 
-def load_recipe(path: str | os.PathLike[str]) -> Recipe:
-    """Read and validate a recipe file; model paths are resolved against its folder."""
+def _one_line(err: Exception) -> str:
+    """A YAML error (which spans lines, with a caret drawing) as one line."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()
+                    and not set(line.strip()) <= {"^"})
+
+
+def read_yaml_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """A user's YAML file as a mapping, or a one-line error naming the file."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as err:
-        raise RecipeError(f"Cannot read recipe {path}: {err}.", fix="check the path.") from err
+        raise RecipeError(f"Cannot read {what} {path}: {err.strerror}.",
+                          fix="check the path.") from err
     except yaml.YAMLError as err:
-        raise RecipeError(f"{path} is not valid YAML: {err}", fix="fix the YAML syntax.") from err
+        raise RecipeError(f"{path} is not valid YAML: {_one_line(err)}.",
+                          fix="fix the YAML syntax.") from err
     if not isinstance(data, dict):
-        raise RecipeError(f"{path} does not hold a mapping.", fix="write `merge_method: ...` etc.")
-    return parse_recipe(data, source=str(path)).resolve_paths(path.parent)
+        raise RecipeError(f"{path} does not hold a mapping of keys to values.",
+                          fix=f"see the {what} example in `merge3 --help`.")
+    return data
+
+
+def load_recipe(path: str | os.PathLike[str]) -> Recipe:
+    """Read and validate a recipe file; model paths are resolved against its folder."""
+    data = read_yaml_mapping(path, "recipe")
+    return parse_recipe(data, source=str(path)).resolve_paths(Path(path).parent)
 
 
 def parse_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:

@@ -22,11 +22,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from merge3.errors import RecipeError
 from merge3.genome import GeneGroup
+from merge3.recipe import read_yaml_mapping
 from merge3.registry import did_you_mean
 
 __all__ = ["SearchConfig", "load_config"]
@@ -159,14 +159,5 @@ def parse_config(data: dict[str, Any], source: str = "config") -> SearchConfig:
 
 
 def load_config(path: str | os.PathLike[str]) -> SearchConfig:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise RecipeError(f"Cannot read search config {path}: {err}.",
-                          fix="check the path.") from err
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path} is not valid YAML: {err}", fix="fix the YAML syntax.") from err
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path} does not hold a mapping.", fix="see `merge3 search --help`.")
-    return parse_config(data, str(path)).resolve_paths(path.parent)
+    data = read_yaml_mapping(path, "search config")
+    return parse_config(data, str(path)).resolve_paths(Path(path).parent)

@@ -126,11 +126,6 @@ def run_search(
     if resume and not (state and state.data):
         raise RecipeError(f"{run_dir} holds no search to resume.",
                           fix="start it without --resume.")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state = _State(run_dir)
-    if config_text is not None and not (run_dir / "config.yaml").exists():
-        (run_dir / "config.yaml").write_text(config_text)
-
     objectives = config.objective_tasks
     base_model = str(resolve_model(config.base_model)) if config.base_model else None
     experts = {name: str(resolve_model(ref)) for name, ref in config.experts.items()}
@@ -141,6 +136,11 @@ def run_search(
     fitness = Fitness(objectives, config.fitness.estimator, config.fitness.item_bank,
                       config.fitness.anchors, config.fitness.anchor_method,
                       config.fitness.seed, experts={k: k for k in experts})
+    # everything is checked before the run directory is created: bad input leaves nothing
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = _State(run_dir)
+    if config_text is not None and not (run_dir / "config.yaml").exists():
+        (run_dir / "config.yaml").write_text(config_text)
     strategy = config.strategy
     multi = strategy.sampler == "nsga2" and len(objectives) > 1
     sampler = make_sampler(strategy.sampler, population=strategy.population,

@@ -1,8 +1,7 @@
-"""The `merge3 irt` verbs, driven through argparse as the main CLI will drive them."""
+"""The `merge3 irt` verbs, through merge3's main CLI."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -10,14 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import irt.cli
+from merge3.cli import main
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="merge3")
-    irt.cli.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 @pytest.fixture(scope="module")

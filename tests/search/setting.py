@@ -12,7 +12,6 @@ import random
 import shutil
 from pathlib import Path
 
-import pytest
 import torch
 from transformers import BertModel
 
@@ -117,20 +116,3 @@ def calibrate_banks(root: Path, base: Path, experts: dict, tasks: dict, populati
         bank = calibrate(matrix, model="2pl", engine="scipy", epochs=300, seed=0)
         banks[task] = save_bank(bank, root / "banks" / task)
     return root / "banks"
-
-
-@pytest.fixture(scope="session")
-def search_setting(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return build_setting(tmp_path_factory.mktemp("search_setting"))
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray for the session, on 127.0.0.1."""
-    from search.workers import init_ray
-
-    init_ray(None, num_cpus=2)
-    import ray
-
-    yield ray
-    ray.shutdown()

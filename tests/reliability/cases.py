@@ -1,0 +1,332 @@
+"""Bad inputs, one per case: each must fail with one clear line naming the culprit and
+the fix, a non-zero exit code, and no partial output.
+
+Each case writes its bad input under a scratch directory and returns the `merge3`
+arguments, the output path that must not appear, and a regex the error must match
+(the culprit's name). Used by tests/reliability/test_bad_input.py and by
+benchmarks/reliability/report.py, which regenerates the table in that folder's README.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    area: str
+    build: Callable[[Path, dict], tuple[list[str], Path | None, str]]
+
+
+def _family(ctx: dict) -> dict[str, Path]:
+    return ctx["llama"]
+
+
+def _recipe(tmp: Path, data: dict, name: str = "recipe.yaml") -> Path:
+    path = tmp / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _ta(ctx: dict, *models: Path, method: str = "task_arithmetic", **extra) -> dict:
+    return {"merge_method": method, "base_model": str(_family(ctx)["base"]),
+            "models": [{"model": str(m)} for m in models], **extra}
+
+
+def _edited(ctx: dict, tmp: Path, change: Callable[[dict], None]) -> Path:
+    out = tmp / "edited"
+    shutil.copytree(_family(ctx)["expert_1"], out)
+    state = load_file(str(out / "model.safetensors"))
+    change(state)
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+def _merge_case(change_model: Callable[[Path, dict], Path] | None = None, *,
+                recipe: Callable[[Path, dict], dict] | None = None, pattern: str,
+                extra_args: tuple[str, ...] = ()):
+    def build(tmp: Path, ctx: dict):
+        if recipe is not None:
+            data = recipe(tmp, ctx)
+        else:
+            model = change_model(tmp, ctx)
+            data = _ta(ctx, model)
+        out = tmp / "merged"
+        return ["merge", str(_recipe(tmp, data)), str(out), "-q", *extra_args], out, pattern
+    return build
+
+
+NAME = "model.layers.1.mlp.up_proj.weight"
+
+
+def _truncated(tmp: Path, ctx: dict) -> Path:
+    out = tmp / "trunc"
+    shutil.copytree(_family(ctx)["expert_1"], out)
+    data = (out / "model.safetensors").read_bytes()
+    (out / "model.safetensors").write_bytes(data[: len(data) * 2 // 3])
+    return out
+
+
+def _garbage(tmp: Path, ctx: dict) -> Path:
+    out = tmp / "garbage"
+    shutil.copytree(_family(ctx)["expert_1"], out)
+    (out / "model.safetensors").write_bytes((12).to_bytes(8, "little") + b"not a header")
+    return out
+
+
+def _bad_dtype(tmp: Path, ctx: dict) -> Path:
+    out = tmp / "fp8"
+    shutil.copytree(_family(ctx)["expert_1"], out)
+    header = json.dumps({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})
+    header += " " * (-len(header) % 8)
+    (out / "model.safetensors").write_bytes(
+        len(header).to_bytes(8, "little") + header.encode() + b"\x00\x00")
+    return out
+
+
+def _missing_shard(tmp: Path, ctx: dict) -> Path:
+    out = tmp / "sharded"
+    shutil.copytree(_family(ctx)["expert_1"], out)
+    (out / "model.safetensors").rename(out / "model-00001-of-00002.safetensors")
+    names = load_file(str(out / "model-00001-of-00002.safetensors"))
+    index = {"weight_map": {n: "model-00001-of-00002.safetensors" for n in names}}
+    index["weight_map"]["extra.weight"] = "model-00002-of-00002.safetensors"
+    (out / "model.safetensors.index.json").write_text(json.dumps(index))
+    return out
+
+
+def _bad_config(tmp: Path, ctx: dict) -> Path:
+    out = tmp / "badconfig"
+    shutil.copytree(_family(ctx)["expert_1"], out)
+    (out / "config.json").write_text("{ not json")
+    return out
+
+
+def _pickle_only(tmp: Path, ctx: dict) -> Path:
+    out = tmp / "pickled"
+    out.mkdir()
+    shutil.copy(_family(ctx)["expert_1"] / "config.json", out / "config.json")
+    torch.save(load_file(str(_family(ctx)["expert_1"] / "model.safetensors")),
+               out / "pytorch_model.bin")
+    return out
+
+
+def _nonempty_out(tmp: Path, ctx: dict):
+    out = tmp / "merged"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    data = _ta(ctx, _family(ctx)["expert_1"])
+    return (["merge", str(_recipe(tmp, data)), str(out), "-q"], None,
+            r"merged exists and is not empty.*--overwrite")
+
+
+def _search_config(ctx: dict, **changes) -> dict:
+    setting = ctx["search"]
+    config = {
+        "name": "bad", "base_model": str(setting["base"]),
+        "experts": {k: str(v) for k, v in setting["experts"].items()},
+        "method": "task_arithmetic",
+        "genome": {"weight": {"per": "model", "low": 0.0, "high": 1.0}},
+        "tasks": {k: str(v) for k, v in setting["tasks"].items()},
+        "fitness": {"estimator": "mp-irt", "item_bank": str(setting["banks"]), "anchors": 5},
+        "strategy": {"population": 2, "generations": 1},
+    }
+    config.update(changes)
+    return config
+
+
+def _search_case(changes: Callable[[dict, Path], dict], pattern: str):
+    def build(tmp: Path, ctx: dict):
+        config = changes(_search_config(ctx), tmp)
+        path = tmp / "search.yaml"
+        path.write_text(yaml.safe_dump(config))
+        run_dir = tmp / "run"
+        return ["search", str(path), "--run-dir", str(run_dir), "-q"], run_dir, pattern
+    return build
+
+
+def _responses(tmp: Path, text: str, name: str = "responses.csv") -> Path:
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+def _good_rows(models: int = 6, items: int = 8, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [f"m{m},q{i},{int(rng.random() < 0.3 + 0.1 * m)}"
+            for m in range(models) for i in range(items)]
+
+
+def _calibrate_case(text: Callable[[], str], pattern: str, name: str = "responses.csv"):
+    def build(tmp: Path, ctx: dict):
+        bank = tmp / "bank"
+        return (["irt", "calibrate", str(_responses(tmp, text(), name)), "--out", str(bank),
+                 "--model", "2pl"], bank, pattern)
+    return build
+
+
+def _bank_version(tmp: Path, ctx: dict):
+    bank = tmp / "bank"
+    shutil.copytree(ctx["search"]["banks"] / "alpha", bank)
+    meta = next(p for p in bank.iterdir() if p.suffix == ".json")
+    data = json.loads(meta.read_text())
+    data["format"] = "merge3-irt-bank-v999"
+    meta.write_text(json.dumps(data))
+    responses = _responses(tmp, "model,item,score\nx,alpha/alpha-000,1\n")
+    return ["irt", "estimate", str(bank), str(responses)], None, r"bank.*(format|version)"
+
+
+def _unknown_items(tmp: Path, ctx: dict):
+    responses = _responses(tmp, "model,item,score\nx,alpha/nope-1,1\nx,alpha/nope-2,0\n")
+    bank = ctx["search"]["banks"] / "alpha"
+    return ["irt", "estimate", str(bank), str(responses)], None, r"(share no item|not in the bank)"
+
+
+def _anchors_unknown(tmp: Path, ctx: dict):
+    anchors = tmp / "anchors.json"
+    anchors.write_text(json.dumps({"format": "merge3-irt-anchors-v1", "method": "random",
+                                   "seed": 0, "k": 1,
+                                   "items": [{"item": "alpha/ghost", "index": 0,
+                                              "weight": 1.0}]}))
+    log_dir = tmp / "logs"
+    setting = ctx["search"]
+    return (["eval", str(setting["base"]), "--tasks", str(setting["tasks"]["alpha"]),
+             "--items", str(anchors), "--log-samples", str(log_dir)], log_dir, r"ghost")
+
+
+def _task_missing_fields(tmp: Path, ctx: dict):
+    task = tmp / "task.yaml"
+    task.write_text("task: broken\nformat: classification\n"
+                    "dataset:\n  data_files: nowhere.jsonl\n")
+    log_dir = tmp / "logs"
+    return (["eval", str(ctx["search"]["base"]), "--tasks", str(task), "--log-samples",
+             str(log_dir)], log_dir, r"task.yaml")
+
+
+def _no_tokenizer(tmp: Path, ctx: dict):
+    model = tmp / "no_tok"
+    model.mkdir()
+    for entry in ctx["search"]["base"].iterdir():
+        if not entry.name.startswith(("tokenizer", "special_tokens", "vocab")):
+            (shutil.copytree if entry.is_dir() else shutil.copy)(entry, model / entry.name)
+    log_dir = tmp / "logs"
+    return (["eval", str(model), "--tasks", str(ctx["search"]["tasks"]["alpha"]),
+             "--log-samples", str(log_dir)], log_dir, r"no tokenizer")
+
+
+CASES: list[Case] = [
+    # -- checkpoints -------------------------------------------------------------------------
+    Case("truncated safetensors", "checkpoint",
+         _merge_case(_truncated, pattern=r"trunc/model.safetensors is truncated")),
+    Case("corrupt safetensors header", "checkpoint",
+         _merge_case(_garbage, pattern=r"garbage/model.safetensors is not a valid")),
+    Case("unsupported tensor dtype (FP8)", "checkpoint",
+         _merge_case(_bad_dtype, pattern=r"dtype 'F8_E4M3'")),
+    Case("NaN in a tensor", "checkpoint", _merge_case(
+        lambda t, c: _edited(c, t, lambda s: s[NAME].__setitem__((0, 0), float("nan"))),
+        pattern=rf"'{NAME}' in .*edited contains NaN")),
+    Case("Inf in a tensor", "checkpoint", _merge_case(
+        lambda t, c: _edited(c, t, lambda s: s[NAME].__setitem__((0, 0), float("inf"))),
+        pattern=rf"'{NAME}' in .*edited contains NaN or Inf")),
+    Case("tensor missing from a model", "checkpoint", _merge_case(
+        lambda t, c: _edited(c, t, lambda s: s.pop(NAME)), pattern=rf"'{NAME}'.*missing")),
+    Case("shape mismatch", "checkpoint", _merge_case(
+        lambda t, c: _edited(c, t, lambda s: s.__setitem__(NAME, torch.zeros(2, 2))),
+        pattern=rf"Shape mismatch for tensor '{NAME}'")),
+    Case("architectures differ", "checkpoint", _merge_case(
+        lambda t, c: c["gpt2"]["expert_1"], pattern=r"Architectures differ")),
+    Case("pickle weights without opt-in", "checkpoint",
+         _merge_case(_pickle_only, pattern=r"pickled holds only pickle weights.*--allow-pickle")),
+    Case("index names a missing shard", "checkpoint",
+         _merge_case(_missing_shard, pattern=r"model-00002-of-00002.safetensors .* missing")),
+    Case("config.json is not JSON", "checkpoint",
+         _merge_case(_bad_config, pattern=r"badconfig/config.json is not valid JSON")),
+    Case("model directory missing", "checkpoint",
+         _merge_case(lambda t, c: t / "nowhere", pattern=r"nowhere' does not exist")),
+    # -- recipes -----------------------------------------------------------------------------
+    Case("unknown recipe key", "recipe", _merge_case(
+        recipe=lambda t, c: {**_ta(c, _family(c)["expert_1"]), "dtpye": "float16"},
+        pattern=r"unknown key 'dtpye'.*Did you mean 'dtype'")),
+    Case("unknown key in a model entry", "recipe", _merge_case(
+        recipe=lambda t, c: {**_ta(c), "models": [{"model": "x", "weight": 1}]},
+        pattern=r"models.0.weight")),
+    Case("unknown merge method", "recipe", _merge_case(
+        recipe=lambda t, c: _ta(c, _family(c)["expert_1"], method="task_arithmatic"),
+        pattern=r"Unknown merge method 'task_arithmatic'.*Did you mean 'task_arithmetic'")),
+    Case("unknown method parameter", "recipe", _merge_case(
+        recipe=lambda t, c: _ta(c, _family(c)["expert_1"], method="ties",
+                                parameters={"dencity": 0.5}),
+        pattern=r"no parameter 'dencity'.*Did you mean 'density'")),
+    Case("base model missing for TIES", "recipe", _merge_case(
+        recipe=lambda t, c: {"merge_method": "ties",
+                             "models": [{"model": str(_family(c)["expert_1"])}]},
+        pattern=r"ties needs a base model")),
+    Case("SLERP given two models", "recipe", _merge_case(
+        recipe=lambda t, c: _ta(c, _family(c)["expert_1"], _family(c)["expert_2"],
+                                method="slerp"),
+        pattern=r"slerp merges exactly 1 model")),
+    Case("wrong value type", "recipe", _merge_case(
+        recipe=lambda t, c: {**_ta(c, _family(c)["expert_1"]), "seed": "abc"},
+        pattern=r"seed")),
+    Case("layer-range slices (frankenmerge)", "recipe", _merge_case(
+        recipe=lambda t, c: {"merge_method": "linear", "slices": [
+            {"sources": [{"model": "a", "layer_range": [0, 2]}]},
+            {"sources": [{"model": "b", "layer_range": [2, 4]}]}]},
+        pattern=r"merges whole models")),
+    Case("recipe is not valid YAML", "recipe", lambda t, c: (
+        ["merge", str(_responses(t, "merge_method: [ties", "r.yaml")), str(t / "m"), "-q"],
+        t / "m", r"r.yaml is not valid YAML")),
+    Case("output directory not empty", "recipe", _nonempty_out),
+    Case("bad shard size", "recipe", _merge_case(
+        lambda t, c: _family(c)["expert_1"], pattern=r"shard size 'lots'",
+        extra_args=("--out-shard-size", "lots"))),
+    # -- search configs ----------------------------------------------------------------------
+    Case("unknown search config key", "search config", _search_case(
+        lambda cfg, t: {**cfg, "workerz": {}}, r"unknown key 'workerz'.*Did you mean 'workers'")),
+    Case("gene bounds inverted", "search config", _search_case(
+        lambda cfg, t: {**cfg, "genome": {"weight": {"per": "model", "low": 2, "high": 1}}},
+        r"genome.weight.*low \(2.0\) must be below high")),
+    Case("gene for a parameter the method lacks", "search config", _search_case(
+        lambda cfg, t: {**cfg, "genome": {"densty": {"low": 0, "high": 1}}},
+        r"no parameter 'densty'")),
+    Case("expert model missing", "search config", _search_case(
+        lambda cfg, t: {**cfg, "experts": {**cfg["experts"], "alpha": str(t / "gone")}},
+        r"gone' does not exist")),
+    Case("IRT fitness without an item bank", "search config", _search_case(
+        lambda cfg, t: {**cfg, "fitness": {"estimator": "mp-irt"}}, r"needs fitness.item_bank")),
+    Case("objective that is not a task", "search config", _search_case(
+        lambda cfg, t: {**cfg, "objectives": ["gamma"]}, r"objective 'gamma' is not in tasks")),
+    Case("population below 2", "search config", _search_case(
+        lambda cfg, t: {**cfg, "strategy": {"population": 1}}, r"strategy.population")),
+    # -- response files ----------------------------------------------------------------------
+    Case("CSV without the score column", "responses", _calibrate_case(
+        lambda: "model,item\nm0,q0\n", r"responses.csv.*score")),
+    Case("non-numeric score", "responses", _calibrate_case(
+        lambda: "model,item,score\n" + "\n".join(_good_rows()) + "\nm1,q9,high\n",
+        r"responses.csv.*(line|row) \d+")),
+    Case("score outside [0, 1]", "responses", _calibrate_case(
+        lambda: "model,item,score\n" + "\n".join(_good_rows()) + "\nm1,q9,7\n",
+        r"responses.csv.*(line|row) \d+")),
+    Case("duplicate rows", "responses", _calibrate_case(
+        lambda: "model,item,score\n" + "\n".join(_good_rows() + _good_rows()[:1]) + "\n",
+        r"responses.csv.*duplicate")),
+    Case("malformed lm-eval samples line", "responses", _calibrate_case(
+        lambda: '{"doc_id": 0, "acc": 1.0}\n{"doc_id": 1, "acc": \n',
+        r"samples_arc.jsonl.*line 2", name="samples_arc.jsonl")),
+    # -- item banks and anchors ----------------------------------------------------------------
+    Case("item bank of another format version", "item bank", _bank_version),
+    Case("responses share no item with the bank", "item bank", _unknown_items),
+    Case("anchor item not in the task", "evaluation", _anchors_unknown),
+    Case("task file with missing fields", "evaluation", _task_missing_fields),
+    Case("model without a tokenizer", "evaluation", _no_tokenizer),
+]

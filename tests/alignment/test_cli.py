@@ -81,3 +81,29 @@ def test_help_has_an_example(capsys) -> None:
     with pytest.raises(SystemExit):
         _run(["align", "--help"])
     assert "merge3 align" in capsys.readouterr().out
+
+
+def test_align_hugging_face_checkpoints(tmp_path) -> None:
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=40, n_embd=16, n_layer=2, n_head=2, n_positions=16)
+    dirs = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        path = tmp_path / f"gpt2_{seed}"
+        GPT2LMHeadModel(config).save_pretrained(path)
+        dirs.append(path)
+    out = tmp_path / "out"
+    assert _run(["align", *map(str, dirs), "--out", str(out), "--max-iter", "20"]) == 0
+    tokens = torch.randint(0, 40, (2, 8), generator=torch.Generator().manual_seed(0))
+    for i, path in enumerate(dirs):
+        original = AutoModelForCausalLM.from_pretrained(path).eval()
+        aligned = AutoModelForCausalLM.from_pretrained(out / "aligned" / f"model_{i}").eval()
+        with torch.no_grad():
+            torch.testing.assert_close(aligned(input_ids=tokens).logits,
+                                       original(input_ids=tokens).logits,
+                                       atol=1e-5, rtol=1e-5)
+    perms = json.loads((out / "alignment.json").read_text())["perms"]
+    assert any(p != sorted(p) for model in perms for p in model.values())  # units moved
+    assert (out / "average" / "config.json").is_file()
+    AutoModelForCausalLM.from_pretrained(out / "average")

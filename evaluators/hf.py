@@ -214,17 +214,20 @@ class HFEncoder:
         """Nothing to release beyond the Python objects."""
 
     def features(self, texts: Sequence[str], pooling: str) -> torch.Tensor:
-        """(N, d) pooled last hidden states, in float32, batched."""
+        """(N, d) pooled last hidden states in float32, in the order of ``texts``; batches
+        are sorted by length so they carry little padding."""
         import torch
         from tqdm.auto import tqdm
 
+        lengths = [len(t) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
         chunks = []
         with torch.inference_mode():
             for start in tqdm(
-                range(0, len(texts), self.batch_size), disable=not self.progress, leave=False
+                range(0, len(order), self.batch_size), disable=not self.progress, leave=False
             ):
                 batch = self.tokenizer(
-                    list(texts[start : start + self.batch_size]),
+                    [texts[i] for i in order[start : start + self.batch_size]],
                     padding=True,
                     truncation=True,
                     max_length=self.max_length,
@@ -232,7 +235,12 @@ class HFEncoder:
                 ).to(self.device)
                 hidden = self.model(**batch).last_hidden_state
                 chunks.append(pool(hidden.float(), batch["attention_mask"], pooling).cpu())
-        return torch.cat(chunks) if chunks else torch.zeros(0)
+        if not chunks:
+            return torch.zeros(0)
+        stacked = torch.cat(chunks)
+        out = torch.empty_like(stacked)
+        out[torch.tensor(order)] = stacked
+        return out
 
     def evaluate(self, items: Sequence[Item]) -> list[ItemResult]:
         """Classify each item with its task's head; results in the order of ``items``."""

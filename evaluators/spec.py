@@ -21,7 +21,9 @@ class DatasetSpec(_Strict):
     """Where a task's items come from: exactly one of ``path``, ``data_files``, ``name``."""
 
     path: str | None = None  # a save_to_disk directory, relative to the YAML
-    data_files: str | list[str] | None = None  # JSONL / parquet / arrow, relative to the YAML
+    # JSONL / parquet / arrow files relative to the YAML: the evaluated split's files, or
+    # a mapping split -> files (e.g. {test: test.jsonl, train: train.jsonl} for few-shot)
+    data_files: str | list[str] | dict[str, str | list[str]] | None = None
     name: str | None = None  # a hub dataset name (needs a network)
     config: str | None = None  # the hub dataset's configuration (subset)
     split: str = "test"

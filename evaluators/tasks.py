@@ -49,9 +49,19 @@ def _load_rows(dataset: DatasetSpec, base: Path, split: str, yaml_path: Path):
                 return loaded[split]
             return loaded
         if dataset.data_files is not None:
-            files = dataset.data_files if isinstance(dataset.data_files, list) else [
+            by_split = (
                 dataset.data_files
-            ]
+                if isinstance(dataset.data_files, dict)
+                else {dataset.split: dataset.data_files}
+            )
+            if split not in by_split:
+                raise TaskSpecError(
+                    f"Task file {str(yaml_path)!r}: data_files has no split {split!r} "
+                    f"(it gives {', '.join(map(repr, by_split))}).",
+                    fix=f"map splits to files: data_files: {{{dataset.split}: FILE, "
+                    f"{split}: FILE}}.",
+                )
+            files = by_split[split] if isinstance(by_split[split], list) else [by_split[split]]
             resolved = [str(base / f) for f in files]
             for f in resolved:
                 if not Path(f).exists():
@@ -111,10 +121,15 @@ def _choices(row: Mapping[str, Any], task: TaskSpec, item_id: str) -> list[str]:
 
 def _gold_index(row: Mapping[str, Any], task: TaskSpec, item_id: str, choices: list[str]) -> int:
     gold = _field(row, task.label_field or "", task, item_id)
-    if isinstance(gold, str) and not gold.lstrip("-").isdigit():
-        if gold not in choices:
-            raise TaskSpecError(f"Task {task.task!r}: item {item_id!r}: {gold!r} is not a choice.")
-        return choices.index(gold)
+    if isinstance(gold, str):  # the choice's text first; a numeric string is an index
+        if gold in choices:
+            return choices.index(gold)
+        if not gold.strip().lstrip("-").isdigit():
+            raise TaskSpecError(
+                f"Task {task.task!r}: item {item_id!r}: label {gold!r} is not one of the "
+                f"choices {choices}.",
+                fix="label_field must hold the correct choice's index or its text.",
+            )
     index = int(gold)
     if not 0 <= index < len(choices):
         raise TaskSpecError(

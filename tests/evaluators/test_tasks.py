@@ -137,3 +137,37 @@ def test_read_item_ids_layouts(tmp_path: Path) -> None:
     assert read_item_ids(tmp_path / "e.json") == ["arith_mc/add-004", "topic/7"]
     with pytest.raises(TaskSpecError, match="unknown layout"):
         read_item_ids(tmp_path / "d.json")
+
+
+def test_fewshot_from_another_split_inline_examples_and_description(tmp_path: Path) -> None:
+    (tmp_path / "test.jsonl").write_text('{"q": "2+2", "a": "4"}\n')
+    (tmp_path / "train.jsonl").write_text('{"q": "1+1", "a": "2"}\n{"q": "1+2", "a": "3"}\n')
+    (tmp_path / "split.yaml").write_text(
+        "task: s\nformat: generative\n"
+        "dataset: {data_files: [test.jsonl], split: test}\n"
+        "prompt: 'Q: {q} A:'\ntarget_field: a\nnum_fewshot: 2\nfewshot_split: train\n"
+        "description: \"Add.\\n\"\nfewshot_delimiter: ' | '\n"
+    )
+    # A split other than the evaluated one needs its own files: data_files maps one split.
+    with pytest.raises(TaskSpecError, match="no split 'train'"):
+        load_task(tmp_path / "split.yaml")
+    text = (tmp_path / "split.yaml").read_text()
+    (tmp_path / "split.yaml").write_text(text.replace(
+        "data_files: [test.jsonl]", "data_files: {test: test.jsonl, train: [train.jsonl]}"))
+    item = load_task(tmp_path / "split.yaml").items[0]
+    assert item.prompt == "Add.\nQ: 1+1 A: 2 | Q: 1+2 A: 3 | Q: 2+2 A:"
+    (tmp_path / "inline.yaml").write_text(
+        "task: s\nformat: multiple_choice\ndataset: {data_files: test.jsonl}\n"
+        "prompt: 'Q: {q} A:'\nchoices: ['three', 'four']\nlabel_field: q\n"
+    )
+    with pytest.raises(TaskSpecError, match="'2\\+2' is not one of the choices"):
+        load_task(tmp_path / "inline.yaml")
+    (tmp_path / "inline.yaml").write_text(
+        "task: s\nformat: multiple_choice\ndataset: {data_files: test.jsonl}\n"
+        "prompt: 'Q: {q} A:'\nchoices: ['3', '4', '5']\nlabel_field: a\nnum_fewshot: 1\n"
+        "fewshot_examples: [{q: '1+2', a: '3'}]\nfewshot_delimiter: ' | '\n"
+        "description: 'Add. '\nmetric: acc_norm\n"
+    )
+    item = load_task(tmp_path / "inline.yaml").items[0]
+    assert item.prompt == "Add. Q: 1+2 A: 3 | Q: 2+2 A:"
+    assert (item.target, item.choices, item.metric) == (1, (" 3", " 4", " 5"), "acc_norm")

@@ -19,6 +19,7 @@ permutation by a LAP.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -59,12 +60,15 @@ class C2M3Result:
         }
 
 
-def sinkhorn(matrix: np.ndarray, iterations: int = 100) -> np.ndarray:
-    """Alternate row and column normalisation of a positive matrix (Sinkhorn-Knopp)."""
+def sinkhorn(matrix: np.ndarray, iterations: int = 100, tol: float = 1e-12) -> np.ndarray:
+    """Alternate row and column normalisation of a positive matrix (Sinkhorn-Knopp),
+    until the row sums are within ``tol`` of 1 (columns are exact after each step)."""
     out = matrix.copy()
     for _ in range(iterations):
         out /= out.sum(axis=1, keepdims=True)
         out /= out.sum(axis=0, keepdims=True)
+        if np.abs(out.sum(axis=1) - 1.0).max() < tol:
+            break
     return out
 
 
@@ -73,15 +77,13 @@ def _mode_product(tensor: np.ndarray, matrix_t: np.ndarray, axis: int) -> np.nda
     return np.moveaxis(np.tensordot(matrix_t, tensor, axes=([1], [axis])), 0, axis)
 
 
-def _to_universe(
-    params: Params, spec: PermutationSpec, matrices: Matrices, skip: tuple[str, int] | None = None
-) -> Params:
-    """``U = W`` with ``Pᵀ`` applied on every permuted axis (except ``skip``)."""
+def _to_universe(params: Params, spec: PermutationSpec, matrices: Matrices) -> Params:
+    """``U = W`` with ``Pᵀ`` applied on every permuted axis."""
     out: Params = {}
     for name, axis_perms in spec.axes.items():
         value = params[name]
         for axis, perm_id in enumerate(axis_perms):
-            if perm_id is not None and (name, axis) != skip:
+            if perm_id is not None:
                 value = _mode_product(value, matrices[perm_id].T, axis)
         out[name] = value
     return out
@@ -91,34 +93,65 @@ def universe_objective(
     params: Sequence[Params], spec: PermutationSpec, matrices: Sequence[Matrices]
 ) -> float:
     """``Σ_{a<b} Σ_W ⟨U_a, U_b⟩ = ½(‖Σ_a U_a‖² − Σ_a ‖U_a‖²)``."""
-    universes = [_to_universe(p, spec, m) for p, m in zip(params, matrices)]
-    total = 0.0
-    for name in spec.axes:
-        stacked = [u[name] for u in universes]
-        summed = np.sum(stacked, axis=0)
-        total += 0.5 * (np.vdot(summed, summed) - sum(np.vdot(u, u) for u in stacked))
-    return float(total)
+    return _objective_of([_to_universe(p, spec, m) for p, m in zip(params, matrices)])
 
 
-def _gradients(
-    params: Sequence[Params], spec: PermutationSpec, matrices: Sequence[Matrices]
-) -> list[Matrices]:
+class _Products:
+    """Memoised mode products of one model's tensors within one Frank-Wolfe iteration.
+
+    ``get(name, assignment)`` is ``W`` with, on its i-th permuted axis, ``Pᵀ`` (``"P"``),
+    ``Δᵀ`` (``"D"``) or nothing (``None``). Each product is derived from a cached one
+    with one axis fewer, preferring to add a ``Δ`` last, so the gradient's partial
+    products are reused by the line search's expansion.
+    """
+
+    def __init__(self, param: Params, spec: PermutationSpec, start: Matrices,
+                 direction: Matrices | None = None,
+                 universe: Params | None = None) -> None:
+        self.param, self.start, self.direction = param, start, direction
+        self.axes = {name: [(axis, perm) for axis, perm in enumerate(perms) if perm is not None]
+                     for name, perms in spec.axes.items()}
+        self.cache: dict[tuple[str, tuple[str | None, ...]], np.ndarray] = {}
+        for name, value in (universe or {}).items():
+            self.cache[(name, ("P",) * len(self.axes[name]))] = value
+
+    def get(self, name: str, assignment: tuple[str | None, ...]) -> np.ndarray:
+        key = (name, assignment)
+        if key in self.cache:
+            return self.cache[key]
+        applied = [i for i, kind in enumerate(assignment) if kind is not None]
+        if not applied:
+            return self.param[name]
+        deltas = [i for i in applied if assignment[i] == "D"]
+        last = deltas[-1] if deltas else applied[-1]
+        rest = assignment[:last] + (None,) + assignment[last + 1:]
+        axis, perm = self.axes[name][last]
+        matrix = self.start[perm] if assignment[last] == "P" else self.direction[perm]
+        value = _mode_product(self.get(name, rest), matrix.T, axis)
+        self.cache[key] = value
+        return value
+
+    def universe(self) -> Params:
+        return {name: self.get(name, ("P",) * len(axes)) for name, axes in self.axes.items()}
+
+
+def _gradients(spec: PermutationSpec, products: Sequence[_Products]) -> list[Matrices]:
     """``∂f/∂P_a^p``: for every use (W, axis) of p, ``W_a``'s other axes taken to the
     universe, times the sum of the other models' ``U_b`` (both with that axis first).
     For a matrix this is ``∂f/∂R_a = Σ_b W_a C_a C_bᵀ W_bᵀ R_b`` and
     ``∂f/∂C_a = Σ_b W_aᵀ R_a R_bᵀ W_b C_b`` (C²M³, Sec. 4)."""
-    universes = [_to_universe(p, spec, m) for p, m in zip(params, matrices)]
+    universes = [prod.universe() for prod in products]
     totals = {name: np.sum([u[name] for u in universes], axis=0) for name in spec.axes}
     grads: list[Matrices] = []
-    for a, (param, mats) in enumerate(zip(params, matrices)):
-        grad = {p: np.zeros_like(m) for p, m in mats.items()}
+    for a, prod in enumerate(products):
+        grad = {p: np.zeros_like(m) for p, m in prod.start.items()}
         for perm_id, uses in spec.perm_to_axes.items():
             size = grad[perm_id].shape[0]
             for name, axis in uses:
-                partial = param[name]
-                for other_axis, other_perm in enumerate(spec.axes[name]):
-                    if other_perm is not None and other_axis != axis:
-                        partial = _mode_product(partial, mats[other_perm].T, other_axis)
+                axes = prod.axes[name]
+                position = [ax for ax, _ in axes].index(axis)
+                partial = prod.get(name, tuple(
+                    None if i == position else "P" for i in range(len(axes))))
                 others = totals[name] - universes[a][name]
                 left = np.moveaxis(partial, axis, 0).reshape(size, -1)
                 right = np.moveaxis(others, axis, 0).reshape(size, -1)
@@ -134,37 +167,38 @@ def _lap_vertex(gradient: np.ndarray) -> np.ndarray:
     return vertex
 
 
-def _objective_polynomial(
-    params: Sequence[Params],
-    spec: PermutationSpec,
-    start: Sequence[Matrices],
-    direction: Sequence[Matrices],
-) -> np.polynomial.Polynomial:
-    """``f(P + t Δ)`` as an exact polynomial in ``t``.
+def _expansion(products: Sequence[_Products]) -> list[dict[str, list[np.ndarray]]]:
+    """Per model and tensor, the coefficients ``C_j`` of ``U(P + tΔ) = Σ_j t^j C_j``.
 
-    Each ``U_a(t)`` is multilinear in its axes' matrices, so it expands into
-    ``Σ_j t^j C_{a,j}`` with ``C_{a,j}`` the sum, over the subsets S of ``j`` permuted
-    axes, of ``W`` with ``Δᵀ`` on S and ``Pᵀ`` elsewhere; then
-    ``f(t) = ½(‖Σ_a U_a(t)‖² − Σ_a ‖U_a(t)‖²)`` is a polynomial of degree 2k.
+    ``U`` is multilinear in its axes' matrices, so ``C_j`` sums, over the subsets of
+    ``j`` permuted axes, ``W`` with ``Δᵀ`` on the subset and ``Pᵀ`` elsewhere.
     """
+    out = []
+    for prod in products:
+        coefficients: dict[str, list[np.ndarray]] = {}
+        for name, axes in prod.axes.items():
+            terms: list[np.ndarray | None] = [None] * (len(axes) + 1)
+            for combo in itertools.product("PD", repeat=len(axes)):
+                value = prod.get(name, combo)
+                j = combo.count("D")
+                terms[j] = value if terms[j] is None else terms[j] + value
+            coefficients[name] = terms
+        out.append(coefficients)
+    return out
+
+
+def _objective_polynomial(
+    expansion: Sequence[dict[str, list[np.ndarray]]],
+) -> np.polynomial.Polynomial:
+    """``f(P + tΔ) = ½(‖Σ_a U_a(t)‖² − Σ_a ‖U_a(t)‖²)`` as an exact polynomial in ``t``."""
     coefficients = np.zeros(1)
-    for name, axis_perms in spec.axes.items():
-        axes = [(axis, perm) for axis, perm in enumerate(axis_perms) if perm is not None]
-        per_model = []
-        for param, p_start, p_dir in zip(params, start, direction):
-            terms = [np.zeros_like(param[name]) for _ in range(len(axes) + 1)]
-            for mask in range(2 ** len(axes)):
-                value = param[name]
-                for bit, (axis, perm) in enumerate(axes):
-                    matrix = p_dir[perm] if mask >> bit & 1 else p_start[perm]
-                    value = _mode_product(value, matrix.T, axis)
-                terms[bin(mask).count("1")] += value
-            per_model.append(terms)
-        summed = [sum(model[j] for model in per_model) for j in range(len(axes) + 1)]
-        layer = np.zeros(2 * len(axes) + 1)
-        for i in range(len(axes) + 1):
-            for j in range(len(axes) + 1):
-                own = sum(np.vdot(model[i], model[j]) for model in per_model)
+    for name, first in expansion[0].items():
+        order = len(first)
+        summed = [sum(model[name][j] for model in expansion) for j in range(order)]
+        layer = np.zeros(2 * order - 1)
+        for i in range(order):
+            for j in range(order):
+                own = sum(np.vdot(model[name][i], model[name][j]) for model in expansion)
                 layer[i + j] += 0.5 * (np.vdot(summed[i], summed[j]) - own)
         if len(layer) > len(coefficients):
             layer[: len(coefficients)] += coefficients
@@ -172,6 +206,15 @@ def _objective_polynomial(
         else:
             coefficients[: len(layer)] += layer
     return np.polynomial.Polynomial(coefficients)
+
+
+def _objective_of(universes: Sequence[Params]) -> float:
+    total = 0.0
+    for name in universes[0]:
+        stacked = [u[name] for u in universes]
+        summed = np.sum(stacked, axis=0)
+        total += 0.5 * (np.vdot(summed, summed) - sum(np.vdot(u, u) for u in stacked))
+    return float(total)
 
 
 def _line_search(poly: np.polynomial.Polynomial) -> float:
@@ -230,23 +273,28 @@ def frank_wolfe_synchronized_matching(
     sizes = spec.sizes(params[0])
     matrices = _initial_matrices(sizes, len(params), init, init_noise, rng)
 
-    current = universe_objective(params, spec, matrices)
+    universes = [_to_universe(p, spec, m) for p, m in zip(params, matrices)]
+    current = _objective_of(universes)
     objective, steps = [current], []
     best_seen, stalled, iteration = current, 0, 0
     bar = tqdm(total=max_iter, desc="C²M³ Frank-Wolfe", disable=not progress, leave=False)
     for iteration in range(1, max_iter + 1):
-        grads = _gradients(params, spec, matrices)
-        vertices = [{p: _lap_vertex(g) for p, g in grad.items()} for grad in grads]
-
-        directions = [{p: v[p] - m[p] for p in m} for m, v in zip(matrices, vertices)]
-        step = _line_search(_objective_polynomial(params, spec, matrices, directions))
-        moved = [{p: m[p] + step * d[p] for p in m} for m, d in zip(matrices, directions)]
-        value = universe_objective(params, spec, moved)
-        if value < current:  # only round-off can make the exact value disagree; don't move
-            step, value = 0.0, current
+        products = [_Products(p, spec, m, universe=u)
+                    for p, m, u in zip(params, matrices, universes)]
+        grads = _gradients(spec, products)
+        for prod, grad in zip(products, grads):
+            prod.direction = {p: _lap_vertex(g) - prod.start[p] for p, g in grad.items()}
+        expansion = _expansion(products)
+        step = _line_search(_objective_polynomial(expansion))
+        moved = [{name: sum(c * step**j for j, c in enumerate(terms))
+                  for name, terms in model.items()} for model in expansion]
+        value = _objective_of(moved)
+        if value >= current:  # round-off could only make a tiny step disagree; then stay
+            matrices = [{p: prod.start[p] + step * prod.direction[p] for p in prod.start}
+                        for prod in products]
+            universes, current = moved, value
         else:
-            matrices = moved
-        current = value
+            step = 0.0
         objective.append(current)
         steps.append(step)
         if callback is not None:

@@ -146,7 +146,7 @@ def _fisher(bank: ItemBank, k: int) -> tuple[np.ndarray, np.ndarray]:
     return chosen_arr, _nearest_assignment(embedding, chosen_arr)
 
 
-def select_anchors(bank: ItemBank, k: int, method: str = "kmeans-irt", seed: int = 0
+def select_anchors(bank: ItemBank, k: int, method: str = "kmeans-correctness", seed: int = 0
                    ) -> AnchorSet:
     """Choose k anchor items of ``bank`` by ``method`` (one of SELECTORS)."""
     if method not in SELECTORS:

@@ -170,11 +170,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = verbs.add_parser(
         "anchors", help="select k anchor items from a bank", formatter_class=_RAW,
         description="Select anchor items and their weights (deterministic under --seed).",
-        epilog="example:\n  merge3 irt anchors bank/ --k 50 --method kmeans-irt "
+        epilog="example:\n  merge3 irt anchors bank/ --k 50 --method kmeans-correctness "
                "--out anchors.json")
     p.add_argument("bank", type=Path)
     p.add_argument("--k", type=int, default=50)
-    p.add_argument("--method", choices=SELECTORS, default="kmeans-irt")
+    p.add_argument("--method", choices=SELECTORS, default="kmeans-correctness",
+                   help="default kmeans-correctness: the best at 50 anchors in benchmarks/irt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_anchors)
@@ -190,7 +191,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("responses", nargs="+", type=Path)
     p.add_argument("--estimator", choices=ESTIMATORS, default=DEFAULT_ESTIMATOR,
                    help=f"default {DEFAULT_ESTIMATOR}: the best at 50 anchors in "
-                        "benchmarks/irt")
+                        "benchmarks/irt (random and strongest held-out models)")
     p.add_argument("--anchors", type=Path, default=None,
                    help="anchors.json (default: every bank item answered)")
     p.add_argument("--endpoints", type=Path, default=None,

@@ -41,6 +41,40 @@ def _pivot(summary, split: str, k: int, metric: str) -> str:  # noqa: ANN001
     return _markdown(frame, columns)
 
 
+def _by_k(summary, splits: list[str]) -> str:  # noqa: ANN001
+    ks = sorted(summary["k"].unique())
+    head = "| split | estimator | selector | " + " | ".join(f"k={k}" for k in ks) + " |\n"
+    head += "|" + "---|" * (3 + len(ks)) + "\n"
+    lines = []
+    for split in splits:
+        sub = summary[summary["split"] == split]
+        for estimator in dict.fromkeys(sub["estimator"]):
+            rows = sub[sub["estimator"] == estimator]
+            at50 = rows[rows["k"] == 50]
+            selector = (at50.sort_values("mae_pp").iloc[0]["selector"] if not at50.empty
+                        else rows.iloc[0]["selector"])
+            line = rows[rows["selector"] == selector].set_index("k")["mae_pp"]
+            cells = [f"{line[k]:.2f}" if k in line.index else "" for k in ks]
+            lines.append(f"| {split} | {estimator} | {selector} | " + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+def _recalibration(summary) -> str:  # noqa: ANN001
+    at50 = summary[summary["k"] == 50]
+    before = at50[at50["split"] == "strongest-half (no recal.)"].set_index(
+        ["estimator", "selector"])
+    after = at50[at50["split"] == "strongest-half (recalibrated)"].set_index(
+        ["estimator", "selector"])
+    lines = ["| estimator | selector | MAE no recal. | MAE recal. | Kendall no recal. | "
+             "Kendall recal. |", "|---|---|---|---|---|---|"]
+    for key in before.index:
+        if key in after.index:
+            b, a = before.loc[key], after.loc[key]
+            lines.append(f"| {key[0]} | {key[1]} | {b['mae_pp']:.2f} | {a['mae_pp']:.2f} | "
+                         f"{b['kendall']:.2f} | {a['kendall']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
                  command: str = "", machine: str = "") -> Path:
     """Write results.csv, summary.csv, report.md and mae_vs_k.png into ``out_dir``."""
@@ -55,6 +89,7 @@ def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
     pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
     summary = summarize(rows)
     summary.to_csv(out / "summary.csv", index=False)
+    (out / "info.json").write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
     splits = list(dict.fromkeys(summary["split"]))
     best = best_estimator(summary)
     parts = [f"# {title}\n", f"Command: `{command}`\n" if command else "",
@@ -66,6 +101,12 @@ def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
     if "recalibration_seconds" in info:
         parts.append(f"Recalibration: {info['recalibration_added']} strongest models added, "
                      f"{info['recalibration_seconds']} s.\n")
+    parts.append("\n## MAE (pp) by number of anchors k (selector: the best at k = 50 per "
+                 "estimator and split)\n")
+    parts.append(_by_k(summary, splits))
+    if {"strongest-half (no recal.)", "strongest-half (recalibrated)"} <= set(splits):
+        parts.append("\n## Recalibration: the other half of the strongest models, k = 50\n")
+        parts.append(_recalibration(summary))
     for split in splits:
         parts.append(f"\n## {split}: MAE (pp) at k = 50, estimator × selector\n")
         parts.append(_pivot(summary, split, 50, "mae_pp"))

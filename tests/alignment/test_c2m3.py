@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 import torch
 
 from merge3.alignment import (
@@ -98,10 +99,11 @@ def test_c2m3_merge_beats_naive_average(digits_state_dicts, digits_data) -> None
     assert accuracy["c2m3"] > accuracy["naive"] + 0.3
 
 
-def test_c2m3_aligns_transformer_mlp_blocks() -> None:
+@pytest.mark.parametrize("whole_model", [False, True])
+def test_c2m3_aligns_transformers(whole_model: bool) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from merge3.alignment import infer_spec
+    from merge3.alignment import infer_spec, transformer_stream_spec
 
     config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=24,
                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
@@ -111,7 +113,8 @@ def test_c2m3_aligns_transformer_mlp_blocks() -> None:
         torch.manual_seed(seed)
         models.append(LlamaForCausalLM(config).eval())
     states = [m.state_dict() for m in models]
-    spec = infer_spec(states[0])
+    # MLP blocks only, or also the residual stream (tensors with two permutations)
+    spec = transformer_stream_spec(states[0]) if whole_model else infer_spec(states[0])
     result = c2m3_merge(states, spec, max_iter=30)
     assert np.all(np.diff(result.objective) >= 0)
     tokens = torch.randint(0, 40, (2, 7), generator=torch.Generator().manual_seed(0))

@@ -8,13 +8,20 @@ import json
 import pytest
 
 from evaluators.cli import register
+from merge3.cli import main
 
 
 def _run(argv: list[str]) -> int:
+    """Through the real `merge3` entry point (errors become one line on stderr, exit 2)."""
+    return main(argv)
+
+
+def test_register_adds_the_eval_verb() -> None:
     parser = argparse.ArgumentParser(prog="merge3")
     register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    args = parser.parse_args(["eval", "m", "--tasks", "t.yaml", "--backend", "vllm"])
+    assert (args.model, args.tasks, args.backend, args.limit) == ("m", "t.yaml", "vllm", None)
+    assert callable(args.func)
 
 
 def test_eval_writes_logs_that_irt_reads(models, tasks, tmp_path, capsys) -> None:

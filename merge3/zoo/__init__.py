@@ -23,3 +23,14 @@ __all__ = [
     "build_tiny_llama",
     "save_head",
 ]
+
+
+def resolve(name: str):
+    """The directory of zoo model ``name`` (``minilm/base``, ``minilm/expert/<task>``;
+    ``@test`` selects the test-size zoo). Builds nothing: run ``merge3 zoo build`` first."""
+    from merge3.zoo.resolve import resolve as _resolve
+
+    return _resolve(name)
+
+
+__all__ += ["resolve"]

@@ -106,10 +106,10 @@ def _estimate(args: argparse.Namespace) -> int:
                          indent=1))
         return 0
     width = max([len("model"), *(len(r.model) for r in results)])
-    print(f"{'model':<{width}}  estimator  estimate  stderr  items")
+    print(f"{'model':<{width}}  estimator  estimate  stderr_pp  items")
     for r in results:
         print(f"{r.model:<{width}}  {r.estimator:<9}  {100 * r.estimate:7.2f}%  "
-              f"{100 * r.stderr:5.2f}  {r.items_used:5d}")
+              f"{100 * r.stderr:9.2f}  {r.items_used:5d}")
     return 0
 
 

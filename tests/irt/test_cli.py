@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import irt
 from merge3.cli import main
 
 
@@ -44,7 +45,9 @@ def test_calibrate_anchors_estimate(table: Path, tmp_path: Path, capsys) -> None
     err = np.mean([abs(r["estimate"] - truth[r["model"]]) for r in out])
     assert err < 0.12
     assert _run(["irt", "estimate", str(bank), str(table), "--anchors", str(anchors)]) == 0
-    assert "gp-irt" in capsys.readouterr().out
+    table_out = capsys.readouterr().out
+    assert irt.DEFAULT_ESTIMATOR in table_out and "stderr_pp" in table_out
+    assert len(table_out.strip().splitlines()) == 121
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, capsys) -> None:  # noqa: ANN001

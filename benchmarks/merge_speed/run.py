@@ -67,6 +67,7 @@ class Run:
     seconds: float
     peak_rss_gb: float
     ok: bool
+    cpu_seconds: float = 0.0  # user + system: less sensitive than wall time to a busy machine
 
 
 def command(tool: str, recipe: Path, out: Path) -> list[str]:
@@ -77,15 +78,17 @@ def command(tool: str, recipe: Path, out: Path) -> list[str]:
             "--quiet"]
 
 
-def measure(cmd: list[str], log: Path) -> tuple[float, float, bool]:
-    """Wall seconds, peak RSS (GB, this child and its waited-for children) and success."""
+def measure(cmd: list[str], log: Path) -> tuple[float, float, bool, float]:
+    """Wall seconds, peak RSS (GB, this child and its waited-for children), success and
+    CPU seconds (user + system)."""
     with open(log, "w") as handle:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return seconds, usage.ru_maxrss * 1024 / 1e9, proc.returncode == 0  # ru_maxrss: KiB
+    cpu = usage.ru_utime + usage.ru_stime
+    return seconds, usage.ru_maxrss * 1024 / 1e9, proc.returncode == 0, cpu  # maxrss: KiB
 
 
 def warm_cache(data: Path) -> None:
@@ -123,13 +126,15 @@ def summary_rows(runs: list[Run]) -> list[str]:
             sel = [r for r in runs if r.method == method and r.tool == tool and r.ok]
             if sel:
                 med[tool] = (statistics.median(r.seconds for r in sel),
-                             statistics.median(r.peak_rss_gb for r in sel), len(sel))
+                             statistics.median(r.peak_rss_gb for r in sel), len(sel),
+                             statistics.median(r.cpu_seconds for r in sel))
         if len(med) < 2:
-            rows.append(f"| {method} | failed: see runs | | | | | |")
+            rows.append(f"| {method} | failed: see runs | | | | | | | |")
             continue
-        (t3, m3, n3), (tk, mk, nk) = med["merge3"], med["mergekit"]
+        (t3, m3, n3, c3), (tk, mk, nk, ck) = med["merge3"], med["mergekit"]
+        cpu = f"{c3:.0f} / {ck:.0f} ({c3 / ck:.2f}×)" if ck else "not recorded"
         rows.append(f"| {method} | {t3:.1f} | {tk:.1f} | **{t3 / tk:.2f}×** | {m3:.2f} | "
-                    f"{mk:.2f} | **{m3 / mk:.2f}×** | {n3} / {nk} |")
+                    f"{mk:.2f} | **{m3 / mk:.2f}×** | {cpu} | {n3} / {nk} |")
     return rows
 
 
@@ -146,8 +151,8 @@ def write_readme(runs: list[Run], info: dict[str, str], command_line: str,
         + "; ".join(f"{k} {v}" for k, v in info.items()) + ".",
         "",
         "| method | merge3 s | mergekit s | time merge3/mergekit | merge3 peak RSS GB "
-        "| mergekit peak RSS GB | RSS merge3/mergekit | runs |",
-        "|---|---|---|---|---|---|---|---|",
+        "| mergekit peak RSS GB | RSS merge3/mergekit | CPU s merge3 / mergekit | runs |",
+        "|---|---|---|---|---|---|---|---|---|",
         *summary_rows(runs),
         "",
         "Every run (seconds, peak RSS GB): "
@@ -170,6 +175,8 @@ def main() -> int:
                         "computes in bf16, merge3 in fp32); fp32: `dtype: float32, "
                         "out_dtype: bfloat16` (both compute in fp32)")
     parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--from-json", type=Path,
+                        help="rewrite the README table from a saved runs-*.json")
     args = parser.parse_args()
     for tool in (MERGE3, MERGEKIT):
         if not tool.exists():
@@ -181,6 +188,12 @@ def main() -> int:
         return 2
     work = args.data / "runs"
     work.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        runs = [Run(**r) for r in json.loads(args.from_json.read_text())]
+        repeats = 1 + max(r.repeat for r in runs)
+        write_readme(runs, machine(), "nice -n 10 .venv/bin/python benchmarks/merge_speed/run.py "
+                     f"--repeats {repeats} --math {args.math}", args.math)
+        return 0
     warm_cache(args.data)
     runs: list[Run] = []
     all_recipes = recipes(args.data.resolve(), args.math)
@@ -192,9 +205,9 @@ def main() -> int:
             for tool in order:
                 out = work / f"out-{method}-{tool}"
                 shutil.rmtree(out, ignore_errors=True)
-                seconds, rss, ok = measure(command(tool, recipe_path, out),
-                                           work / f"{method}-{tool}-{repeat}.log")
-                runs.append(Run(method, tool, repeat, seconds, rss, ok))
+                seconds, rss, ok, cpu = measure(command(tool, recipe_path, out),
+                                                work / f"{method}-{tool}-{repeat}.log")
+                runs.append(Run(method, tool, repeat, seconds, rss, ok, cpu))
                 print(json.dumps(asdict(runs[-1])), flush=True)
     info = machine()
     print("\n".join(summary_rows(runs)))

@@ -119,9 +119,13 @@ def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
     report = out / "report.md"
     report.write_text("\n".join(p for p in parts if p), encoding="utf-8")
 
-    fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 4), sharey=True,
+    n_cols = 2 if len(splits) > 1 else 1
+    n_rows = -(-len(splits) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(6 * n_cols, 4 * n_rows), sharey=True,
                              squeeze=False)
-    for ax, split in zip(axes[0], splits):
+    for ax in axes.flat[len(splits):]:
+        ax.set_visible(False)
+    for ax, split in zip(axes.flat, splits):
         sub = summary[summary["split"] == split]
         for estimator, group in sub.groupby("estimator", sort=False):
             # each estimator with its best selector at k = 50 on this split
@@ -134,10 +138,11 @@ def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
         ax.set_xscale("log")
         ax.set_xticks(sorted(sub["k"].unique()))
         ax.set_xticklabels([str(k) for k in sorted(sub["k"].unique())])
-        ax.set_title(split, fontsize=9)
+        ax.set_title(split, fontsize=10)
         ax.set_xlabel("anchors k")
-        ax.legend(fontsize=6)
-    axes[0][0].set_ylabel("MAE (pp)")
+        ax.set_ylabel("MAE (pp)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "mae_vs_k.png", dpi=110)

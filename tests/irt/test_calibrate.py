@@ -117,3 +117,19 @@ def test_recalibration_adds_models_and_follows_stronger_ones(simulated) -> None:
     assert recal.theta[-25:, 0].mean() > recal.theta[:200, 0].mean() + 0.8
     with pytest.raises(IRTError, match="share no item"):
         recalibrate(bank, new.aligned_to(["other/1"]))
+
+
+def test_bank_is_logged_as_an_mlflow_artifact(small_bank, tmp_path) -> None:  # noqa: ANN001
+    import mlflow
+
+    small_bank.save(tmp_path / "bank")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("irt-test",
+                                          artifact_location=(tmp_path / "art").as_uri())
+    with mlflow.start_run(experiment_id=experiment) as run:
+        small_bank.log_to_mlflow(tmp_path / "bank")
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                artifact_path="item_bank",
+                                                dst_path=str(tmp_path / "down"))
+    back = load_bank(local)
+    np.testing.assert_array_equal(back.params.alpha, small_bank.params.alpha)

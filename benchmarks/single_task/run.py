@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from merge3.alignment import METHODS, align_models, to_numpy
+from merge3.alignment import align_models, to_numpy
 from merge3.alignment.c2m3 import universe_objective
 from merge3.alignment.repair import repair
 from merge3.analysis.plots import plot_objective
@@ -47,6 +47,12 @@ from merge3.zoo.digits import (
 )
 
 HERE = Path(__file__).resolve().parent
+# (label, method, options): C²M³ as in the paper (all models move) and anchored to the
+# first model of the subset (its unit order is the universe)
+VARIANTS = [("naive", "naive", {}), ("rebasin", "rebasin", {}),
+            ("mergemany", "mergemany", {}), ("c2m3", "c2m3", {}),
+            ("c2m3 anchored", "c2m3", {"anchor": 0})]
+LABELS = [label for label, _, _ in VARIANTS]
 N_MODELS = 15
 
 
@@ -104,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             members = sorted(rng.choice(N_MODELS, size=group_size, replace=False).tolist())
             group_states = [states[i] for i in members]
             params = [to_numpy(s, spec) for s in group_states]
-            for method in METHODS:
+            for method, name, options in VARIANTS:
                 tic = time.perf_counter()
-                result = align_models(group_states, spec, method,
-                                      **({} if method == "naive" else {"seed": group}))
+                seeded = {} if name == "naive" else {"seed": group}
+                result = align_models(group_states, spec, name, **seeded, **options)
                 seconds = time.perf_counter() - tic
                 # the matching objective of the final permutations, per pair of models
                 matrices = [{p: np.eye(len(i))[:, i] for p, i in perms.items()}
@@ -176,14 +182,16 @@ def _table(summary: dict) -> str:
         f"Mean ± std over {summary['subsets']} random subsets of the 15 models per size (the "
         "subset index seeds the matching). REPAIR renormalises the hidden units with the "
         "training images. Objective: the matching objective Σ_{a<b} Σ_W ⟨U_a, U_b⟩ of the "
-        "final permutations, per pair of models (what all three alignments maximise).",
+        "final permutations, per pair of models (what all three alignments maximise). "
+        "c2m3 anchored: the first model of the subset stays fixed (its unit order is the "
+        "universe); c2m3: all models move, as in the paper.",
         "",
         "| models | method | accuracy % | loss | accuracy % (REPAIR) | loss (REPAIR) "
         "| objective | time s |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for size in (3, 5):
-        for method in METHODS:
+        for method in LABELS:
             rows = [r for r in summary["runs"] if r["models"] == size and r["method"] == method]
             lines.append(
                 f"| {size} | {method} | {_fmt([r['accuracy'] for r in rows], True)} | "
@@ -196,9 +204,10 @@ def _table(summary: dict) -> str:
     lines += ["", "Paired over the same subsets (accuracy without REPAIR, percentage points):", ""]
     for size in (3, 5):
         by_method = {m: [r["accuracy"] for r in summary["runs"]
-                         if r["models"] == size and r["method"] == m] for m in METHODS}
+                         if r["models"] == size and r["method"] == m] for m in LABELS}
         for better, worse in (("c2m3", "mergemany"), ("mergemany", "naive"),
-                              ("c2m3", "rebasin")):
+                              ("c2m3", "rebasin"), ("c2m3 anchored", "mergemany"),
+                              ("c2m3 anchored", "c2m3")):
             diff = 100 * (np.array(by_method[better]) - np.array(by_method[worse]))
             lines.append(f"- {size} models, {better} − {worse}: {diff.mean():+.1f} ± "
                          f"{diff.std():.1f} pp, {better} ahead on {(diff > 0).sum()} of "

@@ -256,6 +256,7 @@ def frank_wolfe_synchronized_matching(
     init: str = "sinkhorn",
     init_noise: float = 0.01,
     seed: int = 0,
+    anchor: int | None = None,
     callback: IterationCallback | None = None,
     progress: bool = False,
 ) -> C2M3Result:
@@ -264,14 +265,28 @@ def frank_wolfe_synchronized_matching(
 
     ``callback(iteration, objective, step_size)`` is called after every iteration;
     ``progress`` shows a tqdm bar with the objective.
+
+    ``anchor=k`` fixes model k's matrices to the identity (the universe is then model
+    k's own unit order; the discrete optimum is unchanged, since ``P_ab = P_a P_bᵀ`` is
+    invariant to a common permutation). By default all models move, as in the paper,
+    except with two models: there the free gauge lets both sides move towards each other
+    at once and Frank-Wolfe can stall inside the polytope, so model 0 is anchored, which
+    is C²M³'s own pairwise Frank-Wolfe matching of P_AB.
     """
     if len(params) < 2:
         raise MergeError(
             f"C²M³ needs at least two models; got {len(params)}.", fix="pass two or more models."
         )
+    if anchor is None and len(params) == 2:
+        anchor = 0
+    if anchor is not None and not 0 <= anchor < len(params):
+        raise MergeError(f"anchor={anchor} is not a model index (0..{len(params) - 1}).",
+                         fix="pass the index of one of the models, or None.")
     rng = np.random.default_rng(seed)
     sizes = spec.sizes(params[0])
     matrices = _initial_matrices(sizes, len(params), init, init_noise, rng)
+    if anchor is not None:  # fix the universe's gauge to model `anchor`'s own order
+        matrices[anchor] = {p: np.eye(n) for p, n in sizes.items()}
 
     universes = [_to_universe(p, spec, m) for p, m in zip(params, matrices)]
     current = _objective_of(universes)
@@ -282,8 +297,10 @@ def frank_wolfe_synchronized_matching(
         products = [_Products(p, spec, m, universe=u)
                     for p, m, u in zip(params, matrices, universes)]
         grads = _gradients(spec, products)
-        for prod, grad in zip(products, grads):
-            prod.direction = {p: _lap_vertex(g) - prod.start[p] for p, g in grad.items()}
+        for a, (prod, grad) in enumerate(zip(products, grads)):
+            prod.direction = (
+                {p: np.zeros_like(g) for p, g in grad.items()} if a == anchor
+                else {p: _lap_vertex(g) - prod.start[p] for p, g in grad.items()})
         expansion = _expansion(products)
         step = _line_search(_objective_polynomial(expansion))
         moved = [{name: sum(c * step**j for j, c in enumerate(terms))

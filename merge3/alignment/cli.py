@@ -122,7 +122,8 @@ def handler(args: argparse.Namespace) -> int:
                 if args.verbose:
                     print(f"iteration {iteration}: objective {objective:.6g} step {step:.4f}")
 
-            options.update(max_iter=args.max_iter, callback=report, progress=not args.verbose)
+            options.update(max_iter=args.max_iter, callback=report, progress=not args.verbose,
+                           anchor=0 if args.anchor else None)
         result = align_models(states, spec, args.method, **options)
         out = Path(args.out).expanduser()
         out.mkdir(parents=True, exist_ok=True)
@@ -165,6 +166,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--max-iter", type=int, default=200,
                         help="C²M³ Frank-Wolfe iterations at most (default: 200)")
+    parser.add_argument("--anchor", action="store_true",
+                        help="C²M³: keep the first model's unit order as the universe "
+                        "(often better on residual networks; always on for two models)")
     parser.add_argument("--repair", action="store_true",
                         help="also write average_repaired/ (REPAIR; digits networks only)")
     parser.add_argument("--verbose", action="store_true",

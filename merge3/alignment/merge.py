@@ -135,6 +135,7 @@ def c2m3_merge(
     patience: int = 5,
     init: str = "sinkhorn",
     seed: int = 0,
+    anchor: int | None = None,
     callback: IterationCallback | None = None,
     progress: bool = False,
 ) -> AlignmentResult:
@@ -142,13 +143,14 @@ def c2m3_merge(
     all models into a universe, each model mapped there, then the average.
 
     ``result.objective`` holds the relaxed objective per Frank-Wolfe iteration;
-    ``callback(iteration, objective, step)`` reports it live.
+    ``callback(iteration, objective, step)`` reports it live. ``anchor=k`` keeps model
+    k's unit order as the universe (see ``frank_wolfe_synchronized_matching``).
     """
     _check_same_keys(state_dicts)
     params = [to_numpy(sd, spec) for sd in state_dicts]
     result = frank_wolfe_synchronized_matching(
         params, spec, max_iter=max_iter, tol=tol, patience=patience, init=init, seed=seed,
-        callback=callback, progress=progress,
+        anchor=anchor, callback=callback, progress=progress,
     )
     return _finish("c2m3", state_dicts, spec, result.perms, result.objective)
 

@@ -42,6 +42,15 @@ def test_align_writes_models_and_average(digits_paths, digits_data, tmp_path, me
         torch.testing.assert_close(value, torch.stack([a[name] for a in aligned]).mean(0))
 
 
+def test_anchor_keeps_the_first_models_order(digits_paths, tmp_path) -> None:
+    out = tmp_path / "out"
+    argv = ["align", *map(str, digits_paths), "--out", str(out), "--anchor", "--max-iter", "30"]
+    assert _run(argv) == 0
+    perms = json.loads((out / "alignment.json").read_text())["perms"]
+    assert all(p == sorted(p) for p in perms[0].values())  # model 0 is the universe
+    assert any(p != sorted(p) for model in perms[1:] for p in model.values())
+
+
 def test_align_with_repair_writes_a_better_average(digits_paths, digits_data, tmp_path) -> None:
     out = tmp_path / "out"
     argv = ["align", *map(str, digits_paths), "--out", str(out), "--method", "rebasin"]

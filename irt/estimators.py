@@ -140,27 +140,48 @@ class AnchorEstimator:
         y = self.bank.responses[heldout][:, self.anchors.indices]
         return pop, y, np.nanmean(self.bank.responses[heldout], axis=1)
 
-    def _blend_weight(self, kind: str) -> float:
-        """λ = b²/(b² + σ²): b² the IRT estimate's, σ² the anchor mean's held-out MSE."""
+    def _heldout_errors(self, kind: str) -> tuple[float, float, float]:
+        """(b², σ², excess) on the held-out models: the IRT estimate's and the anchor
+        mean's mean squared errors, and how much the IRT's squared error exceeds its own
+        mean s.e.² (model misfit the Laplace s.e. does not see)."""
         val = self._validation
         if val is None:  # no held-out models: theoretical anchor variance, in-sample bias
-            pop, y, truth = self.full, self.full.responses[:, self.anchors.indices], \
-                np.nanmean(self.full.responses, axis=1)
+            pop, y = self.full, self.full.responses[:, self.anchors.indices]
+            truth = np.nanmean(self.full.responses, axis=1)
             anchor_mse = float(np.mean(truth * (1 - truth)) * np.sum(self.anchors.weights**2))
         else:
             pop, y, truth = val
             anchor_mse = float(np.mean((_weighted_mean(y, self.anchors.weights)[0] - truth)**2))
-        irt = self._p_irt(pop, y)[0] if kind == "gp" else self._mp_irt(pop, y, None)[0]
+        irt, irt_se = self._p_irt(pop, y) if kind == "gp" else self._mp_irt(pop, y, None)
         bias2 = float(np.mean((irt - truth) ** 2))
+        if val is None:  # in-sample errors say nothing about misfit: keep the Laplace s.e.
+            return bias2, anchor_mse, 0.0
+        return bias2, anchor_mse, max(0.0, bias2 - float(np.mean(irt_se**2)))
+
+    @cached_property
+    def _gp_errors(self) -> tuple[float, float, float]:
+        return self._heldout_errors("gp")
+
+    @cached_property
+    def _gmp_errors(self) -> tuple[float, float, float]:
+        return self._heldout_errors("gmp")
+
+    @property
+    def gp_lambda(self) -> float:
+        """λ = b²/(b² + σ²) of gp-IRT, measured on the bank's held-out models."""
+        bias2, anchor_mse, _ = self._gp_errors
         return bias2 / max(bias2 + anchor_mse, 1e-12)
 
-    @cached_property
-    def gp_lambda(self) -> float:
-        return self._blend_weight("gp")
-
-    @cached_property
+    @property
     def gmp_lambda(self) -> float:
-        return self._blend_weight("gmp")
+        """The same blend weight for gmp-IRT (mp-IRT's held-out error)."""
+        bias2, anchor_mse, _ = self._gmp_errors
+        return bias2 / max(bias2 + anchor_mse, 1e-12)
+
+    def _with_misfit(self, se: np.ndarray, kind: str) -> np.ndarray:
+        """Widen the IRT s.e. by the held-out misfit so 95% intervals keep their promise."""
+        excess = (self._gp_errors if kind == "gp" else self._gmp_errors)[2]
+        return np.sqrt(se**2 + excess)
 
     # ------------------------------------------------------------------ AIPW
     @cached_property
@@ -218,14 +239,17 @@ class AnchorEstimator:
         if estimator == "mean":
             return _weighted_mean(y, self.anchors.weights)
         if estimator == "p-irt":
-            return self._p_irt(self.full, y)
+            value, se = self._p_irt(self.full, y)
+            return value, self._with_misfit(se, "gp")
         if estimator == "mp-irt":
-            return self._mp_irt(self.full, y, endpoints)
+            value, se = self._mp_irt(self.full, y, endpoints)
+            return value, self._with_misfit(se, "gmp")
         if estimator in ("gp-irt", "gmp-irt"):
             lam = self.gp_lambda if estimator == "gp-irt" else self.gmp_lambda
             mean, mean_se = _weighted_mean(y, self.anchors.weights)
             irt, irt_se = (self._p_irt(self.full, y) if estimator == "gp-irt"
                            else self._mp_irt(self.full, y, endpoints))
+            irt_se = self._with_misfit(irt_se, "gp" if estimator == "gp-irt" else "gmp")
             return lam * mean + (1 - lam) * irt, np.sqrt((lam * mean_se)**2
                                                          + ((1 - lam) * irt_se)**2)
         if estimator == "aipw":

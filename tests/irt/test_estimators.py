@@ -73,8 +73,14 @@ def test_gp_irt_blend_weight_by_hand() -> None:
     lam = b2 / (b2 + s2)
     assert est.gp_lambda == pytest.approx(lam)
     y = np.array([[1.0, 1.0]])
-    value, _ = est.predict("gp-irt", y)
+    value, se = est.predict("gp-irt", y)
     assert value[0] == pytest.approx(lam * 1.0 + (1 - lam) * (0.5 + 0.5 * 0.375))
+    # the IRT s.e. is widened by the held-out misfit: b² minus the mean Laplace s.e.²
+    laplace2 = (0.25 + 0.1875) / 16
+    excess = max(0.0, b2 - laplace2)
+    _, p_se = est.predict("p-irt", y)
+    assert p_se[0] == pytest.approx(np.sqrt(laplace2 + excess))
+    assert se[0] == pytest.approx(np.sqrt(lam**2 * 0.0 + (1 - lam) ** 2 * (laplace2 + excess)))
 
 
 def test_mp_irt_with_endpoints_at_zero_ability() -> None:

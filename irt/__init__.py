@@ -25,6 +25,7 @@ from irt.loaders import (
     load_responses,
 )
 from irt.params import ItemParams
+from irt.report import write_report
 from irt.responses import ResponseMatrix, binarize_mean_preserving
 from irt.validate import ValidationConfig, validate
 
@@ -60,4 +61,5 @@ __all__ = [
     "save_bank",
     "select_anchors",
     "validate",
+    "write_report",
 ]

@@ -79,6 +79,7 @@ class WorkersSpec(_Strict):
 class TrackingSpec(_Strict):
     uri: str | None = None  # default: sqlite:///<run dir>/mlflow.db
     experiment: str | None = None  # default: the search's name
+    flush_timeout: float = Field(60.0, ge=0)  # at the end, wait this long for a down server
 
 
 class SearchConfig(_Strict):

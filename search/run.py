@@ -75,6 +75,7 @@ def trial_record(trial, objectives: list[str]) -> dict[str, Any]:
         "wall_seconds": attrs.get("wall_seconds"),
         "mean_estimate": float(np.mean([values[t] for t in objectives])) if values else None,
         "worker": attrs.get("worker", ""),
+        "failures": attrs.get("failures", []),
         "error": attrs.get("error"),
         "recipe": attrs.get("recipe"),
     }
@@ -224,6 +225,8 @@ def run_search(
                 trial.set_user_attr("worker", result.worker)
                 trial.set_user_attr("attempts", result.attempts)
                 trial.set_user_attr("wall_seconds", result.seconds)
+                if result.failures:
+                    trial.set_user_attr("failures", result.failures)
                 if result.error:
                     trial.set_user_attr("error", result.error)
                     study.tell(trial, state=_fail())
@@ -257,7 +260,7 @@ def run_search(
         front = front_of(records, objectives)
         _log_lineage(records, front, tracker, run_dir)
         tracker.finish()
-        tracker.close(wait=10.0)
+        tracker.close(wait=config.tracking.flush_timeout)
     finally:
         bar.close()
         pool.shutdown()

@@ -33,6 +33,12 @@ class TrackingError(Merge3Error):
 
 class Tracker:
     def __init__(self, uri: str, experiment: str, run_dir: Path) -> None:
+        import os
+
+        # fail fast on an unreachable server (the backlog retries later) instead of
+        # MLflow's default of minutes of retries per call
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
@@ -125,6 +131,13 @@ class Tracker:
                 continue
             self._trial_runs.setdefault(int(trial), run.info.run_id)
 
+    def _find_trial_run(self, trial: int) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(f"tags.mlflow.parentRunId = '{self.parent_run_id}' and "
+                           f"tags.`merge3.trial` = '{trial}'"))
+        return runs[0].info.run_id if runs else None
+
     def run_id(self, trial: int) -> str | None:
         return self._trial_runs.get(trial)
 
@@ -134,10 +147,16 @@ class Tracker:
         if trial in self._trial_runs:
             return
 
+        retried = [False]
+
         def action() -> None:
             if trial in self._trial_runs:
                 return
             from mlflow.entities import Metric, RunTag
+
+            # a call that failed may still have reached the server: reuse what it created
+            existing = self._find_trial_run(trial) if retried[0] else None
+            retried[0] = True
 
             parents = record.get("parents") or []
             tags = {
@@ -149,10 +168,12 @@ class Tracker:
                     [self._trial_runs.get(p, "") for p in parents]),
                 "merge3.worker": str(record.get("worker", "")),
             }
+            if record.get("failures"):
+                tags["merge3.failed_attempts"] = json.dumps(record["failures"])[:5000]
             if record.get("error"):
                 tags["merge3.error"] = str(record["error"])[:500]
-            run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial}",
-                                         tags=tags)
+            run_id = existing or self.client.create_run(
+                self.experiment_id, run_name=f"trial-{trial}", tags=tags).info.run_id
             now = int(time.time() * 1000)
             metrics = [Metric(f"est/{k}", float(v), now, 0)
                        for k, v in record.get("values", {}).items()]
@@ -161,12 +182,12 @@ class Tracker:
             for key in ("items_evaluated", "wall_seconds", "mean_estimate"):
                 if record.get(key) is not None:
                     metrics.append(Metric(key, float(record[key]), now, 0))
-            self.client.log_batch(run.info.run_id, metrics=metrics,
+            self.client.log_batch(run_id, metrics=metrics,
                                   params=_params(record.get("genome", {})),
                                   tags=[RunTag("merge3.state", record.get("state", ""))])
             status = "FAILED" if record.get("state") == "FAIL" else "FINISHED"
-            self.client.set_terminated(run.info.run_id, status=status)
-            self._trial_runs[trial] = run.info.run_id
+            self.client.set_terminated(run_id, status=status)
+            self._trial_runs[trial] = run_id
 
         self._call(action)
 

@@ -46,6 +46,7 @@ class CandidateResult:
     worker: str = ""
     attempts: int = 1
     error: str | None = None
+    failures: list[str] = field(default_factory=list)  # errors of earlier attempts
 
     @property
     def items_evaluated(self) -> int:
@@ -156,8 +157,9 @@ class WorkerPool:
         self.spec = spec
         self.timeout = timeout
         self.retries = retries
-        self._actor_cls = ray.remote(num_cpus=cpus, num_gpus=gpus,
-                                     max_restarts=max_restarts)(CandidateWorker)
+        # SPREAD: one actor per node where possible, so losing a node loses few workers
+        self._actor_cls = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=max_restarts,
+                                     scheduling_strategy="SPREAD")(CandidateWorker)
         self.actors = [self._new_actor() for _ in range(count)]
         # fail fast if a worker cannot load its models
         ray.get([a.info.remote() for a in self.actors])
@@ -174,6 +176,7 @@ class WorkerPool:
         (``result.error`` set) as soon as it is final."""
         ray = self._ray
         pending = [(job, 1, None) for job in jobs]  # (job, attempt, actor index to avoid)
+        failures: dict[Any, list[str]] = {}
         idle = list(range(len(self.actors)))
         running: dict[Any, tuple[int, tuple, int, float]] = {}
         while pending or running:
@@ -203,8 +206,10 @@ class WorkerPool:
                     error = f"{type(cause).__name__}: {str(cause).splitlines()[0][:300]}"
                 if error is None:
                     idle.append(index)
+                    result.failures = failures.pop(job[0], [])
                     on_result(result)
                     continue
+                failures.setdefault(job[0], []).append(f"attempt {attempt}: {error}")
                 if replace:
                     ray.kill(self.actors[index], no_restart=True)
                     self.actors[index] = self._new_actor()
@@ -213,7 +218,8 @@ class WorkerPool:
                     pending.insert(0, (job, attempt + 1, index))
                 else:
                     on_result(CandidateResult(job[0], worker=f"actor {index}", attempts=attempt,
-                                              seconds=now - started, error=error))
+                                              seconds=now - started, error=error,
+                                              failures=failures.pop(job[0], [])))
 
     def shutdown(self) -> None:
         for actor in self.actors:

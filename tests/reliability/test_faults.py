@@ -1,0 +1,200 @@
+"""Faults a long search must survive: a hung worker, a lost node, a tracking server down."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from search.config import parse_config
+from search.run import run_search
+from search.tracking import TrackingError
+from tests.search.test_search import search_config
+
+
+def _complete(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'"
+                                ).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _trial_runs(uri: str, experiment: str) -> dict[int, list]:
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], filter_string="tags.`merge3.trial` != ''")
+    out: dict[int, list] = {}
+    for run in runs:
+        out.setdefault(int(run.data.tags["merge3.trial"]), []).append(run)
+    return out
+
+
+def test_a_hung_worker_is_replaced_and_its_candidate_retried(search_setting, ray_local,
+                                                            tmp_path):
+    config = search_config(search_setting, name="hang",
+                           strategy={"population": 3, "generations": 1})
+    config["workers"] = {"count": 2, "timeout": 15,
+                         "fault": {"mode": "hang", "keys": [0], "attempts": [1]}}
+    outcome = run_search(parse_config(config), tmp_path / "run", progress=False)
+    assert outcome.evaluated == 3 and outcome.failed == 0
+    runs = _trial_runs(outcome.tracking_uri, "hang")
+    failed_attempts = runs[0][0].data.tags["merge3.failed_attempts"]
+    assert "timed out after 15 s" in failed_attempts  # visible in MLflow
+    assert "merge3.failed_attempts" not in runs[1][0].data.tags
+
+
+@pytest.fixture
+def cluster_with_spare_node(ray_local):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={
+        "num_cpus": 2, "node_ip_address": "127.0.0.1", "include_dashboard": False,
+        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
+                           "health_check_timeout_ms": 500}})
+    worker = cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1")
+    cluster.wait_for_nodes()
+    yield cluster, worker
+    ray.shutdown()
+    cluster.shutdown()
+    from search.workers import init_ray
+
+    init_ray(None, num_cpus=2)
+
+
+def test_losing_a_node_mid_search(search_setting, cluster_with_spare_node, tmp_path):
+    import psutil
+    import ray
+
+    cluster, worker_node = cluster_with_spare_node
+    config = search_config(search_setting, name="node-loss",
+                           strategy={"population": 4, "generations": 4})
+    config["workers"] = {"count": 2, "cpus": 1, "timeout": 60}
+    run_dir = tmp_path / "run"
+    box: dict = {}
+
+    def search() -> None:
+        try:
+            box["outcome"] = run_search(parse_config(config), run_dir, progress=False,
+                                        address=cluster.address)
+        except BaseException as err:  # surfaced by the assertion below
+            box["error"] = err
+
+    thread = threading.Thread(target=search)
+    thread.start()
+    _wait(lambda: _complete(run_dir / "optuna.db") >= 3, 300, "3 finished candidates")
+    doomed = worker_node.unique_id
+    # kill the whole node: its raylet and every worker process it started
+    victims = [p for p in psutil.process_iter(["cmdline"])
+               if any(doomed in part for part in (p.info["cmdline"] or []))]
+    cluster.remove_node(worker_node, allow_graceful=False)
+    for process in victims:
+        if process.is_running():
+            process.kill()
+    thread.join(timeout=600)
+    assert not thread.is_alive(), "the search hung after the node was lost"
+    assert "error" not in box, box.get("error")
+    outcome = box["outcome"]
+    assert outcome.evaluated + outcome.failed == 16
+    assert outcome.evaluated >= 14  # at most the candidates in flight on the lost node fail
+    alive = [n for n in ray.nodes() if n["Alive"]]
+    assert len(alive) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_mlflow(port: int, store: Path) -> subprocess.Popen:
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    process = subprocess.Popen(
+        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers",
+         "1", "--backend-store-uri", f"sqlite:///{store}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def up() -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    _wait(up, 90, "the MLflow server")
+    return process
+
+
+def _stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_tracking_server_down_then_back(search_setting, ray_local, tmp_path):
+    port = _free_port()
+    store = tmp_path / "server.db"
+    server = _start_mlflow(port, store)
+    uri = f"http://127.0.0.1:{port}"
+    config = search_config(search_setting, name="flaky-tracking",
+                           strategy={"population": 4, "generations": 3},
+                           tracking={"uri": uri, "flush_timeout": 120})
+    run_dir = tmp_path / "run"
+    box: dict = {}
+
+    def search() -> None:
+        try:
+            box["outcome"] = run_search(parse_config(config), run_dir, progress=False)
+        except BaseException as err:  # surfaced by the assertion below
+            box["error"] = err
+
+    thread = threading.Thread(target=search)
+    try:
+        thread.start()
+        _wait(lambda: _complete(run_dir / "optuna.db") >= 2, 300, "2 finished candidates")
+        _stop(server)  # the server dies mid-search ...
+        _wait(lambda: _complete(run_dir / "optuna.db") >= 6 or not thread.is_alive(), 300,
+              "the search to go on without tracking")
+        server = _start_mlflow(port, store)  # ... and comes back
+        thread.join(timeout=600)
+    finally:
+        if thread.is_alive():
+            thread.join(timeout=600)
+        _stop(server)
+        server = _start_mlflow(port, store)
+    try:
+        assert "error" not in box, box.get("error")
+        assert box["outcome"].evaluated == 12
+        runs = _trial_runs(uri, "flaky-tracking")
+        assert sorted(runs) == list(range(12))  # every candidate caught up
+        assert all(len(v) == 1 for v in runs.values())  # none twice
+    finally:
+        _stop(server)
+
+
+def test_tracking_server_never_back_fails_loudly_and_keeps_the_study(search_setting, ray_local,
+                                                                    tmp_path):
+    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    config = search_config(search_setting, name="no-tracking",
+                           strategy={"population": 3, "generations": 1},
+                           tracking={"uri": uri, "flush_timeout": 2})
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrackingError, match=r"could not reach .*--resume"):
+        run_search(parse_config(config), run_dir, progress=False)
+    assert _complete(run_dir / "optuna.db") == 3  # the search's results are safe

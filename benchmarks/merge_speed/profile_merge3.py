@@ -104,6 +104,8 @@ def child(recipe: str, out: str, patches: list[str], profile: str | None) -> Non
     from merge3.recipe import load_recipe
 
     start = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_start = usage.ru_utime + usage.ru_stime
     if profile:
         profiler = cProfile.Profile()
         profiler.runcall(run_merge, load_recipe(recipe), out, out_shard_size="200MB",
@@ -113,8 +115,11 @@ def child(recipe: str, out: str, patches: list[str], profile: str | None) -> Non
         run_merge(load_recipe(recipe), out, out_shard_size="200MB", progress=False,
                   overwrite=True)
     seconds = time.perf_counter() - start
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-    print(json.dumps({"patches": patches, "merge_seconds": seconds, "peak_rss_gb": rss}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_start
+    print(json.dumps({"patches": patches, "merge_seconds": round(seconds, 1),
+                      "merge_cpu_seconds": round(cpu, 1),
+                      "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 3)}))
 
 
 def main() -> int:

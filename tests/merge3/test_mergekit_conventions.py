@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from merge3.checkpoints import parse_size
+from merge3.checkpoints import Checkpoint, parse_size
 from merge3.merging import layer_position, merge_tensor
 from merge3.methods import get_method
 from merge3.methods.sparsify import dare_drop, magnitude_mask, outlier_mask
@@ -79,18 +79,32 @@ def test_filters_first_match_wins_and_star_matches_all() -> None:
 def test_unmatched_model_filter_falls_back_to_global_value(
     llama_family: dict, tmp_path
 ) -> None:
+    """mergekit resolves each tensor's parameter from the model's settings, then the
+    global ones, then the default (ConfigReader.parameter_sources): a model's filter list
+    that matches no tensor falls through to the global value."""
     from merge3.merging import run_merge
 
-    recipe = parse_recipe({
-        "merge_method": "ties", "base_model": str(llama_family["base"]),
-        "models": [
-            {"model": str(llama_family["expert_1"]),
-             "parameters": {"weight": 1.0, "density": [{"filter": "mlp", "value": 0.3}]}},
-            {"model": str(llama_family["expert_2"]), "parameters": {"weight": 1.0}},
-        ],
-        "parameters": {"density": 0.6},
-    })
-    run_merge(recipe, tmp_path / "out", progress=False)
+    def merge(expert_density, out: str) -> dict[str, torch.Tensor]:
+        recipe = parse_recipe({
+            "merge_method": "ties", "base_model": str(llama_family["base"]),
+            "models": [
+                {"model": str(llama_family["expert_1"]),
+                 "parameters": {"weight": 1.0, **expert_density}},
+                {"model": str(llama_family["expert_2"]), "parameters": {"weight": 1.0}},
+            ],
+            "parameters": {"density": 0.6, "lambda": [{"filter": "mlp", "value": 0.5}]},
+        })
+        return Checkpoint(run_merge(recipe, tmp_path / out, progress=False)).state_dict()
+
+    mixed = merge({"density": [{"filter": "mlp", "value": 0.3}]}, "mixed")
+    mlp_density = merge({"density": 0.3}, "all_0.3")
+    global_density = merge({}, "global")
+    for name, tensor in mixed.items():
+        # MLP tensors: the model's filter (0.3); the rest: the global density (0.6).
+        expected = mlp_density[name] if "mlp" in name else global_density[name]
+        torch.testing.assert_close(tensor, expected, rtol=0, atol=0, msg=name)
+    assert not torch.equal(mlp_density["model.layers.0.mlp.up_proj.weight"],
+                           global_density["model.layers.0.mlp.up_proj.weight"])
 
 
 # -- TIES: sign election by weighted mass, disjoint mean over agreeing weights --------------

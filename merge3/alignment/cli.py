@@ -86,18 +86,23 @@ def _write_checkpoint(source: Path, state: dict[str, torch.Tensor], out: Path) -
     os.replace(tmp, out)
 
 
-def _repaired_digits_average(paths: list[Path], result) -> dict[str, torch.Tensor]:
-    """REPAIR the average of aligned digits networks on the digits training images."""
-    from merge3.alignment.repair import repair
-    from merge3.zoo.digits import build_model, load_digits_data, load_digits_model
+def _digits_config(path: Path):
+    """The digits config of a checkpoint, or an error saying why --repair cannot run."""
+    from merge3.zoo.digits import load_digits_model
 
     try:
-        _, config = load_digits_model(paths[0])
+        return load_digits_model(path)[1]
     except CheckpointError as err:
         raise CheckpointError(
             f"--repair needs data, which merge3 only has for digits networks: {err.message}",
             fix="drop --repair, or call merge3.alignment.repair.repair() with your data.",
         ) from err
+
+
+def _repaired_digits_average(config, result) -> dict[str, torch.Tensor]:
+    """REPAIR the average of aligned digits networks on the digits training images."""
+    from merge3.alignment.repair import repair
+    from merge3.zoo.digits import build_model, load_digits_data
 
     def module(state: dict[str, torch.Tensor]) -> torch.nn.Module:
         model = build_model(config)
@@ -113,7 +118,11 @@ def _repaired_digits_average(paths: list[Path], result) -> dict[str, torch.Tenso
 
 def handler(args: argparse.Namespace) -> int:
     try:
+        if args.anchor and args.method != "c2m3":
+            raise Merge3Error(f"--anchor applies to C²M³, not to {args.method}.",
+                              fix="drop --anchor or use --method c2m3.")
         paths = [Path(p).expanduser() for p in args.models]
+        digits_config = _digits_config(paths[0]) if args.repair else None  # fail early
         states = [load_state_dict(p) for p in paths]
         spec = spec_for_checkpoint(paths[0], states[0])
         options: dict = {"seed": args.seed}
@@ -130,8 +139,8 @@ def handler(args: argparse.Namespace) -> int:
         for i, (path, aligned) in enumerate(zip(paths, result.aligned)):
             _write_checkpoint(path, aligned, out / "aligned" / f"model_{i}")
         _write_checkpoint(paths[0], result.merged, out / "average")
-        if args.repair:
-            repaired = _repaired_digits_average(paths, result)
+        if digits_config is not None:
+            repaired = _repaired_digits_average(digits_config, result)
             _write_checkpoint(paths[0], repaired, out / "average_repaired")
         summary = {
             "method": args.method,

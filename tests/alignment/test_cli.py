@@ -77,6 +77,10 @@ def test_repair_refuses_models_without_data(tmp_path, capsys) -> None:
     assert _run(["align", *paths, "--out", str(tmp_path / "out"), "--method", "rebasin"]) == 0
     assert _run(["align", *paths, "--out", str(tmp_path / "o2"), "--repair"]) == 2
     assert "--repair" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()  # refused before writing anything
+    assert _run(["align", *paths, "--out", str(tmp_path / "o3"), "--method", "mergemany",
+                 "--anchor"]) == 2
+    assert "--anchor" in capsys.readouterr().err
 
 
 def test_align_reports_a_missing_model(digits_paths, tmp_path, capsys) -> None:

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -18,6 +19,10 @@ from safetensors.torch import load_file, save_file
 from merge3.alignment.merge import METHODS, align_models, permutations_to_lists
 from merge3.alignment.spec import PermutationSpec, infer_spec
 from merge3.errors import CheckpointError, Merge3Error
+
+if TYPE_CHECKING:
+    from merge3.alignment.merge import AlignmentResult
+    from merge3.zoo.digits import DigitsConfig
 
 __all__ = ["register", "handler", "load_state_dict", "spec_for_checkpoint"]
 
@@ -86,7 +91,7 @@ def _write_checkpoint(source: Path, state: dict[str, torch.Tensor], out: Path) -
     os.replace(tmp, out)
 
 
-def _digits_config(path: Path):
+def _digits_config(path: Path) -> DigitsConfig:
     """The digits config of a checkpoint, or an error saying why --repair cannot run."""
     from merge3.zoo.digits import load_digits_model
 
@@ -99,7 +104,9 @@ def _digits_config(path: Path):
         ) from err
 
 
-def _repaired_digits_average(config, result) -> dict[str, torch.Tensor]:
+def _repaired_digits_average(
+    config: DigitsConfig, result: AlignmentResult
+) -> dict[str, torch.Tensor]:
     """REPAIR the average of aligned digits networks on the digits training images."""
     from merge3.alignment.repair import repair
     from merge3.zoo.digits import build_model, load_digits_data

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=textwrap.dedent("""\
             example:
-              merge3 zoo build --size test      # ~1 min: 3 tasks, for tests
+              merge3 zoo build --size test      # 2 tasks, small: for tests
               merge3 zoo build                  # the demo zoo: 6 tasks, 60+ models
               merge3 zoo report
             """))
@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
               merge3 zoo build --size test --out /tmp/zoo-test
             """))
     build.add_argument("--size", choices=("test", "demo"), default="demo",
-                       help="test: 3 tasks, small, ~1 min; demo: 6 tasks (default)")
+                       help="test: 2 tasks, small; demo: 6 tasks (default)")
     build.add_argument("--out", type=Path, default=None,
                        help="build into DIR instead of the cache")
     build.add_argument("--force", action="store_true", help="rebuild even if up to date")

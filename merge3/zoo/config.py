@@ -17,7 +17,7 @@ from merge3.zoo.tasks import TASKS, TEST_TASKS
 
 __all__ = ["ZooConfig", "SIZES", "zoo_config", "ZOO_VERSION"]
 
-ZOO_VERSION = 1
+ZOO_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,11 @@ SIZES: dict[str, ZooConfig] = {
     "test": ZooConfig(
         size="test",
         tasks=TEST_TASKS,
-        n_train=160,
-        n_validation=40,
-        n_test=60,
-        finetune=FinetuneConfig(steps=16, batch_size=16, lr=2e-4, head_lr=2e-3),
-        snapshots=(8,),
+        n_train=512,
+        n_validation=60,
+        n_test=100,
+        finetune=FinetuneConfig(steps=64, batch_size=16, lr=1e-4, head_lr=1e-3),
+        snapshots=(32,),
         grids={label: grid[1:3] if label == "task arithmetic" else (grid[2:3] or grid)
                for label, grid in COEFFICIENT_GRIDS.items()},
         random_merges=2,

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from merge3.errors import CheckpointError
@@ -76,6 +75,7 @@ class TensorInfo:
     dtype: torch.dtype
     shape: tuple[int, ...]
     file: Path
+    offset: int = 0  # byte offset of the data in ``file``
 
     @property
     def numel(self) -> int:
@@ -162,7 +162,7 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
                 fix="re-save this checkpoint file.",
             )
         data_end = max(data_end, end)
-        infos[name] = TensorInfo(name, _ST_DTYPES[code], shape, path)
+        infos[name] = TensorInfo(name, _ST_DTYPES[code], shape, path, 8 + header_len + start)
     if 8 + header_len + data_end > file_size:
         missing = 8 + header_len + data_end - file_size
         raise CheckpointError(
@@ -300,11 +300,21 @@ class Checkpoint:
         info = self.info(name)
         if self._pickled is not None:
             return self._pickled[name]
+        # A positioned read into a fresh buffer, not a memory map: mapped pages of every
+        # input would stay resident for the whole merge and count against peak memory.
         handle = self._handles.get(info.file)
         if handle is None:
-            handle = safe_open(str(info.file), framework="pt", device="cpu")
+            handle = open(info.file, "rb")  # noqa: SIM115 (closed in close())
             self._handles[info.file] = handle
-        return handle.get_tensor(name)
+        buffer = bytearray(info.nbytes)
+        if buffer:
+            handle.seek(info.offset)
+            if handle.readinto(buffer) != info.nbytes:
+                raise CheckpointError(f"{info.file} ended while reading tensor {name!r}.",
+                                      fix="re-download or re-save this checkpoint file.")
+        tensor = torch.frombuffer(buffer, dtype=info.dtype) if buffer else torch.empty(
+            0, dtype=info.dtype)
+        return tensor.reshape(info.shape)
 
     def items(self) -> Iterator[tuple[str, torch.Tensor]]:
         for name in self._index:
@@ -321,7 +331,13 @@ class Checkpoint:
         return None
 
     def close(self) -> None:
-        self._handles.clear()
+        handles = getattr(self, "_handles", {})  # __init__ may have failed before it
+        for handle in handles.values():
+            handle.close()
+        handles.clear()
+
+    def __del__(self) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, tensors={len(self)})"

@@ -217,7 +217,10 @@ def merge_tensor(
 
 
 def _check_finite(tensor: torch.Tensor, name: str, source: Checkpoint) -> None:
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+    # A float32 sum is NaN/Inf whenever an entry is (the fast path); only then look closer.
+    if bool(torch.isfinite(tensor.sum())):
+        return
+    if not bool(torch.isfinite(tensor).all()):
         raise CheckpointError(
             f"Tensor {name!r} in {source.path} contains NaN or Inf values.",
             fix="this checkpoint is corrupt or diverged; re-export it or leave it out.",
@@ -245,20 +248,26 @@ def run_merge(
             if not ref_tensor.is_floating_point():
                 writer.add(name, ref_tensor)  # integer/bool buffers: copied from the base
                 continue
-            tensors = []
-            for ckpt in plan.inputs:
-                tensor = ref_tensor if ckpt is reference else ckpt.get(name)
-                _check_finite(tensor, name, ckpt)
-                tensors.append(tensor)
-            base_tensor = None
+            work = torch.float64 if ref_tensor.dtype == torch.float64 else torch.float32
+            ref_work = ref_tensor.to(work)
+            tensors = [ref_work if ckpt is reference else ckpt.get(name).to(work)
+                       for ckpt in plan.inputs]
+            sources = list(zip(tensors, plan.inputs))
             if plan.base is not None:
-                _check_finite(ref_tensor, name, plan.base)
-                base_tensor = ref_tensor
+                sources.append((ref_work, plan.base))
+            if plan.method.masks:  # a mask could hide a NaN: check every input
+                for tensor, ckpt in sources:
+                    _check_finite(tensor, name, ckpt)
             merged = merge_tensor(
-                plan.method, name, base_tensor, tensors, plan.input_settings,
+                plan.method, name, plan.base and ref_work, tensors, plan.input_settings,
                 plan.global_settings, t=layer_position(name, plan.num_layers),
                 seed=recipe.seed,
             )
+            if not bool(torch.isfinite(merged.sum())):  # a NaN/Inf input propagates here
+                for tensor, ckpt in sources:
+                    _check_finite(tensor, name, ckpt)
+                raise MergeError(f"Merging tensor {name!r} produced NaN or Inf values.",
+                                 fix="check the recipe's parameters (e.g. a huge lambda).")
             writer.add(name, merged.to(plan.out_dtype or ref_tensor.dtype))
             if on_tensor is not None:
                 on_tensor(name)

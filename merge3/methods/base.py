@@ -43,6 +43,7 @@ class MergeMethod:
     max_models: int | None = None
     wants_generator: bool = False
     wants_name: bool = False
+    masks: bool = False  # may drop entries: a NaN in an input need not reach the output
     description: str = ""
 
     @property
@@ -84,6 +85,7 @@ def merge_method(
     per_model: dict[str, Any] | None = None,
     min_models: int = 1,
     max_models: int | None = None,
+    masks: bool = False,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register ``func(tensors, base, *, <per-model lists>, <globals>=default)``.
 
@@ -123,6 +125,7 @@ def merge_method(
                 max_models=max_models,
                 wants_generator="generator" in signature.parameters,
                 wants_name="name" in signature.parameters,
+                masks=masks,
                 description=doc.splitlines()[0] if doc else "",
             ),
         )

@@ -24,6 +24,7 @@ def tall_masks(deltas: torch.Tensor, mask_lambda: list[float]) -> torch.Tensor:
     pretty_name="Consensus (TALL masks)",
     reference="https://arxiv.org/abs/2405.07813",
     per_model={"weight": 1.0, "mask_lambda": 0.4},
+    masks=True,
 )
 def consensus(
     tensors: list[torch.Tensor],

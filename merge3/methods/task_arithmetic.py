@@ -29,6 +29,30 @@ def combine_task_vectors(
     lambda_: float = 1.0,
 ) -> torch.Tensor:
     """θ_0 + λ · combine_i(w_i · sparsify(θ_i − θ_0)); shapes: every tensor like ``base``."""
+    if not sign_consensus and sparsify is None:
+        # plain task arithmetic: θ_0·(1 − Σc_i) + Σ c_i θ_i with c_i = λ w_i (/ Σw), in
+        # 1 + N passes over memory and no N-fold stack of task vectors
+        total = float(sum(float(w) for w in weight))
+        scale = lambda_ / total if normalize and abs(total) >= 1e-8 else lambda_
+        coefficients = [scale * float(w) for w in weight]
+        result = base * (1.0 - sum(coefficients))
+        for tensor, coefficient in zip(tensors, coefficients):
+            result.add_(tensor, alpha=coefficient)
+        return result
+    if not sign_consensus:
+        # no sign election: accumulate one task vector at a time (no N-fold stack)
+        merged = torch.zeros_like(base)
+        for i, tensor in enumerate(tensors):
+            delta = tensor - base
+            if sparsify:
+                delta = sparsify(delta, i)
+            merged += delta * float(weight[i])
+        total = float(sum(float(w) for w in weight))
+        if normalize and abs(total) >= 1e-8:
+            merged /= total
+        if lambda_ != 1:
+            merged *= lambda_
+        return base + merged
     deltas = torch.stack(
         [sparsify(t - base, i) if sparsify else t - base for i, t in enumerate(tensors)]
     )
@@ -75,6 +99,7 @@ def task_arithmetic(
     pretty_name="TIES",
     reference="https://arxiv.org/abs/2306.01708",
     per_model={"weight": 1.0, "density": 1.0},
+    masks=True,
 )
 def ties(
     tensors: list[torch.Tensor],
@@ -105,6 +130,7 @@ def _dare(density: list[float], generator: torch.Generator | None, rescale: bool
     pretty_name="DARE (task arithmetic)",
     reference="https://arxiv.org/abs/2311.03099",
     per_model={"weight": 1.0, "density": 1.0},
+    masks=True,
 )
 def dare_linear(
     tensors: list[torch.Tensor],
@@ -131,6 +157,7 @@ def dare_linear(
     pretty_name="DARE + TIES",
     reference="https://arxiv.org/abs/2311.03099",
     per_model={"weight": 1.0, "density": 1.0},
+    masks=True,
 )
 def dare_ties(
     tensors: list[torch.Tensor],
@@ -156,6 +183,7 @@ def dare_ties(
     pretty_name="Model Breadcrumbs",
     reference="https://arxiv.org/abs/2312.06795",
     per_model={"weight": 1.0, "density": 1.0, "gamma": 0.01},
+    masks=True,
 )
 def breadcrumbs(
     tensors: list[torch.Tensor],
@@ -182,6 +210,7 @@ def breadcrumbs(
     pretty_name="Model Breadcrumbs + TIES",
     reference="https://arxiv.org/abs/2312.06795",
     per_model={"weight": 1.0, "density": 1.0, "gamma": 0.01},
+    masks=True,
 )
 def breadcrumbs_ties(
     tensors: list[torch.Tensor],

@@ -227,6 +227,22 @@ def _check_finite(tensor: torch.Tensor, name: str, source: Checkpoint) -> None:
         )
 
 
+def _align_inputs(plan: MergePlan) -> list[dict[str, torch.Tensor]]:
+    """Load every input whole and permute them into one frame (alignment methods only)."""
+    from merge3.methods.alignment import align_state_dicts
+
+    states = []
+    for ckpt in plan.inputs:
+        state = {n: t.float() if t.is_floating_point() else t for n, t in ckpt.items()}
+        for name, tensor in state.items():
+            _check_finite(tensor, name, ckpt)
+        states.append(state)
+    options = {k: resolve_parameter(plan.global_settings[k], "", 0.0)
+               for k in ("max_iter", "anchor", "seed")}
+    return align_state_dicts(plan.method.align, states, max_iter=int(options["max_iter"]),
+                             anchor=int(options["anchor"]), seed=int(options["seed"]))
+
+
 def run_merge(
     recipe: Recipe,
     out_dir: str | os.PathLike[str],
@@ -240,6 +256,7 @@ def run_merge(
     """Merge per ``recipe`` into ``out_dir`` (written to a temp dir, renamed when complete)."""
     plan = plan_merge(recipe, allow_pickle=allow_pickle)
     reference = plan.reference
+    aligned = _align_inputs(plan) if plan.method.align else None
     with CheckpointWriter(out_dir, max_shard_bytes=parse_size(out_shard_size),
                           overwrite=overwrite) as writer:
         for name in tqdm(plan.names, desc=f"merge ({plan.method.name})", unit="tensor",
@@ -250,8 +267,11 @@ def run_merge(
                 continue
             work = torch.float64 if ref_tensor.dtype == torch.float64 else torch.float32
             ref_work = ref_tensor.to(work)
-            tensors = [ref_work if ckpt is reference else ckpt.get(name).to(work)
-                       for ckpt in plan.inputs]
+            if aligned is not None:
+                tensors = [state[name].to(work) for state in aligned]
+            else:
+                tensors = [ref_work if ckpt is reference else ckpt.get(name).to(work)
+                           for ckpt in plan.inputs]
             sources = list(zip(tensors, plan.inputs))
             if plan.base is not None:
                 sources.append((ref_work, plan.base))

@@ -40,8 +40,17 @@ class Materializer:
                         for e in experts]
         indices = [i for n in base if (i := layer_index(n)) is not None]
         self.num_layers = num_layers or (max(indices) + 1 if indices else 1)
-        self._tsv_cache: dict[tuple[str, int], tuple[torch.Tensor, list[torch.Tensor],
-                                                     torch.Tensor]] = {}
+        self._tsv_cache: dict[tuple, Any] = {}  # genome-independent work, computed once
+
+    def _aligned(self, method: str, max_iter: int, anchor: int, seed: int):
+        key = ("align", method, max_iter, anchor, seed)
+        if key not in self._tsv_cache:
+            from merge3.methods.alignment import align_state_dicts
+
+            self._tsv_cache[key] = align_state_dicts(
+                method, [dict(e) for e in self.experts], max_iter=max_iter, anchor=anchor,
+                seed=seed)
+        return self._tsv_cache[key]
 
     def _tsv_factors(self, name: str, k: int):
         key = (name, k)
@@ -63,6 +72,10 @@ class Materializer:
             params.update(entry.get("parameters", {}))
             settings.append(params)
         globals_ = {**method.global_params, **recipe.get("parameters", {})}
+        experts = self.experts
+        if method.align:  # C²M³ & co.: align once, then search the mixing weights
+            experts = self._aligned(method.align, int(globals_["max_iter"]),
+                                    int(globals_["anchor"]), int(globals_["seed"]))
         fast_tsv = method.name == "tsv_m"
         merged: dict[str, torch.Tensor] = {}
         for name, base in self.base.items():
@@ -79,6 +92,6 @@ class Materializer:
                 alpha = float(resolve_parameter(globals_["alpha"], name, t))
                 merged[name] = base + alpha * (u_perp * s_cat) @ v_perp.T
                 continue
-            merged[name] = merge_tensor(method, name, base, [e[name] for e in self.experts],
+            merged[name] = merge_tensor(method, name, base, [e[name] for e in experts],
                                         settings, globals_, t=t, seed=seed)
         return merged

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from merge3.methods import consensus, iso, linear, slerp, task_arithmetic, tsv  # noqa: F401
+from merge3.methods import (  # noqa: F401
+    alignment,
+    consensus,
+    iso,
+    linear,
+    slerp,
+    task_arithmetic,
+    tsv,
+)
 from merge3.methods.base import METHODS, MergeMethod, merge_method
 
 __all__ = ["METHODS", "MergeMethod", "merge_method", "get_method"]

@@ -44,6 +44,7 @@ class MergeMethod:
     wants_generator: bool = False
     wants_name: bool = False
     masks: bool = False  # may drop entries: a NaN in an input need not reach the output
+    align: str | None = None  # whole-model alignment run before the per-tensor merge
     description: str = ""
 
     @property
@@ -86,6 +87,7 @@ def merge_method(
     min_models: int = 1,
     max_models: int | None = None,
     masks: bool = False,
+    align: str | None = None,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register ``func(tensors, base, *, <per-model lists>, <globals>=default)``.
 
@@ -126,6 +128,7 @@ def merge_method(
                 wants_generator="generator" in signature.parameters,
                 wants_name="name" in signature.parameters,
                 masks=masks,
+                align=align,
                 description=doc.splitlines()[0] if doc else "",
             ),
         )

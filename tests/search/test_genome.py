@@ -83,3 +83,18 @@ def test_search_config_errors():
         parse_config({**base, "fitness": {"estimator": "mp-irt"}})
     with pytest.raises(RecipeError, match=r"objective 'b' is not in tasks"):
         parse_config({**base, "objectives": ["b"]})
+
+
+def test_materializer_aligns_once_for_alignment_methods(llama_family):
+    base = Checkpoint(llama_family["base"]).state_dict()
+    experts = [Checkpoint(llama_family[k]).state_dict() for k in ("expert_1", "expert_2")]
+    materializer = Materializer(base, experts, num_layers=3)
+    recipe = {"merge_method": "c2m3", "parameters": {"max_iter": 20},
+              "models": [{"model": "a", "parameters": {"weight": [1.0, 0.0]}},
+                         {"model": "b", "parameters": {"weight": [0.0, 1.0]}}]}
+    merged = materializer.materialize(recipe)
+    aligned = materializer._aligned("c2m3", 20, -1, 0)
+    first, last = "model.layers.0.mlp.up_proj.weight", "model.layers.2.mlp.up_proj.weight"
+    assert torch.equal(merged[first], aligned[0][first])  # layer 0: all model a (aligned)
+    assert torch.equal(merged[last], aligned[1][last])  # last layer: all model b (aligned)
+    assert materializer._aligned("c2m3", 20, -1, 0) is aligned  # computed once

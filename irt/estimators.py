@@ -33,7 +33,7 @@ __all__ = ["Estimate", "AnchorEstimator", "estimate_accuracy", "ESTIMATORS",
            "DEFAULT_ESTIMATOR"]
 
 ESTIMATORS = ("mean", "p-irt", "gp-irt", "mp-irt", "gmp-irt", "aipw")
-# gmp-IRT: within 0.01 pp of gp-IRT on random held-out models at k = 50 and ~2 pp better on
+# gmp-IRT: within 0.01 pp of gp-IRT on random held-out models at k = 50 and 1.7 pp better on
 # the strongest models (benchmarks/irt/README.md), the case a search creates.
 DEFAULT_ESTIMATOR = "gmp-irt"
 N_ENDPOINTS = 5

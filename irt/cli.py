@@ -99,7 +99,8 @@ def _estimate(args: argparse.Namespace) -> int:
 
             raise IRTError(f"{args.endpoints}: cannot read endpoints ({err}).",
                            fix='write {"merged-model": ["parent-a", "parent-b"]}.') from None
-    results = estimate_accuracy(bank, responses, args.estimator, anchors, endpoints)
+    results = estimate_accuracy(bank, responses, args.estimator, anchors, endpoints,
+                                prior_inflation=args.prior_inflation)
     if args.json:
         print(json.dumps([{"model": r.model, "estimator": r.estimator, "estimate": r.estimate,
                            "stderr": r.stderr, "items_used": r.items_used} for r in results],
@@ -197,6 +198,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--endpoints", type=Path, default=None,
                    help="JSON {model: [parent models in the bank]} for mp-irt / gmp-irt")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--prior-inflation", type=float, default=1.0,
+                   help="scale the population prior's covariance on abilities (e.g. 4 for "
+                        "models stronger than the bank; see benchmarks/irt/README.md)")
     _add_input_options(p)
     p.set_defaults(func=_estimate)
 

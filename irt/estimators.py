@@ -71,11 +71,14 @@ class _Population:
 class AnchorEstimator:
     """All estimators, prepared once for one bank and one anchor set (cheap to reuse)."""
 
-    def __init__(self, bank: ItemBank, anchors: AnchorSet, n_endpoints: int = N_ENDPOINTS
-                 ) -> None:
+    def __init__(self, bank: ItemBank, anchors: AnchorSet, n_endpoints: int = N_ENDPOINTS,
+                 prior_inflation: float = 1.0) -> None:
+        """``prior_inflation`` multiplies the covariance of the population prior on θ
+        (> 1 lets abilities leave the calibration range: models stronger than the bank)."""
         self.bank = bank
         self.anchors = anchors
         self.n_endpoints = n_endpoints
+        self.prior_inflation = prior_inflation
         self.n_items = bank.n_items
         self.rest = np.setdiff1d(np.arange(self.n_items), anchors.indices)
         self.full = _Population(bank.params, bank.theta, bank.responses)
@@ -101,7 +104,7 @@ class AnchorEstimator:
         return value, np.sqrt(var_theta + var_items)
 
     def _p_irt(self, pop: _Population, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean, cov = ability_prior(pop.theta)
+        mean, cov = ability_prior(pop.theta, self.prior_inflation)
         theta, theta_cov = fit_abilities(pop.params.subset(self.anchors.indices), y, mean, cov)
         return self._irt(pop, y, theta, theta_cov)
 
@@ -270,19 +273,21 @@ def _given_anchors(bank: ItemBank, responses: ResponseMatrix) -> AnchorSet:
 
 def estimate_accuracy(bank: ItemBank, responses: ResponseMatrix,
                       estimator: str = DEFAULT_ESTIMATOR, anchors: AnchorSet | None = None,
-                      endpoints: dict[str, list[str]] | None = None) -> list[Estimate]:
+                      endpoints: dict[str, list[str]] | None = None,
+                      prior_inflation: float = 1.0) -> list[Estimate]:
     """Estimate each model's accuracy on the whole bank from its anchor responses.
 
     ``responses``: the new models' scores (binarised here); only anchor items are read.
     ``anchors``: the anchor set (default: every bank item the models answered).
     ``endpoints``: {model: [parent model names in the bank]} for mp-IRT / gmp-IRT.
+    ``prior_inflation``: scale of the θ prior's covariance (see AnchorEstimator).
     """
     if estimator not in ESTIMATORS:
         raise IRTError(f"Unknown estimator {estimator!r}.", fix=f"use one of {ESTIMATORS}.")
     matrix = responses.binarized()
     anchors = anchors or _given_anchors(bank, matrix)
     y = matrix.aligned_to(anchors.item_ids).scores
-    prepared = AnchorEstimator(bank, anchors)
+    prepared = AnchorEstimator(bank, anchors, prior_inflation=prior_inflation)
     parents = None
     if endpoints and estimator in ("mp-irt", "gmp-irt"):
         rows = {m: k for k, m in enumerate(bank.model_ids)}

@@ -144,3 +144,14 @@ def test_estimate_accuracy_api_reports_items_used(small_bank, simulated) -> None
     by_parent = estimate_accuracy(small_bank, matrix.select_models([0]), "mp-irt", anchors,
                                   endpoints={"model-240": ["model-0", "model-1"]})
     assert by_parent[0].items_used == 20
+
+
+def test_wider_ability_prior_lets_a_perfect_model_score_higher(small_bank) -> None:  # noqa: ANN001
+    anchors = AnchorSet(np.arange(0, 160, 16), tuple(small_bank.item_ids[i]
+                                                     for i in range(0, 160, 16)),
+                        np.full(10, 0.1), "given", 0)
+    perfect = np.ones((1, 10))
+    tight, _ = AnchorEstimator(small_bank, anchors).predict("p-irt", perfect)
+    wide, _ = AnchorEstimator(small_bank, anchors, prior_inflation=4.0).predict("p-irt",
+                                                                                perfect)
+    assert wide[0] > tight[0] + 0.01

@@ -112,9 +112,15 @@ def machine() -> dict[str, str]:
     import merge3
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", "merge3"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "merge3"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
     return {"nproc": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
             "cpu": cpu, "ram": f"{mem:.0f} GiB", "python": platform.python_version(),
-            "merge3": merge3.__version__, "torch": torch.__version__,
+            "merge3": f"{merge3.__version__} (merge3/ at {commit}"
+                      f"{' + local edits' if dirty else ''})",
+            "torch": torch.__version__,
             "mergekit": mk[0] if mk else "?", "mergekit torch": mk[1] if len(mk) > 1 else "?"}
 
 

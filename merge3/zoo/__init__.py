@@ -28,7 +28,7 @@ __all__ = [
 def resolve(name: str):
     """The directory of zoo model ``name`` (``minilm/base``, ``minilm/expert/<task>``;
     ``@test`` selects the test-size zoo). Builds nothing: run ``merge3 zoo build`` first."""
-    from merge3.zoo.resolve import resolve as _resolve
+    from merge3.zoo.names import resolve as _resolve
 
     return _resolve(name)
 

@@ -40,6 +40,8 @@ def write_recipes(family: dict[str, Path], recipe_dir: Path) -> list[Path]:
     paths = []
     for name in METHODS:
         method = METHODS.get(name)
+        if method.align:  # alignment is for models trained from different seeds
+            continue
         models = experts[:1] if method.max_models == 1 else experts
         recipe = {
             "merge_method": name,

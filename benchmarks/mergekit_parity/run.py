@@ -415,7 +415,7 @@ def write_readme(results: list[Result], info: dict[str, str], command: str) -> N
         f"{sum(r.status == 'FAIL' for r in results)} FAIL, "
         f"{sum(r.status == 'ERROR' for r in results)} ERROR, "
         f"{sum(r.status.startswith('DIFF') for r in results)} DIFF (bf16 math, expected: "
-        "convention 1) of {len(results)} runs.",
+        f"convention 1) of {len(results)} runs.",
         "<!-- /RESULTS -->",
     ]
     head, _, rest = text.partition("<!-- RESULTS -->")

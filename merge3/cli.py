@@ -56,9 +56,13 @@ def _methods(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from merge3.demo import run_demo
+    from merge3.demo import run_demo, run_merge_demo
 
-    return run_demo(Path(args.out), quiet=args.quiet)
+    if args.merges:
+        return run_merge_demo(Path(args.out) / "merges", quiet=args.quiet)
+    return run_demo(Path(args.out), quiet=args.quiet, size=args.size,
+                    population=args.population, generations=args.generations,
+                    anchors=args.anchors, workers=args.workers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,11 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
     methods.set_defaults(func=_methods)
 
     demo = verbs.add_parser(
-        "demo", help="the main job on the built-in default (what the README's first command runs)",
-        epilog="example:\n  merge3 demo --out runs/demo",
+        "demo", help="the main job: a merge search on the built-in zoo (README's first command)",
+        epilog=textwrap.dedent("""\
+            Builds the MiniLM zoo if needed (~15 min once), calibrates its item banks,
+            then searches TSV-M merges of its experts with NSGA-II and mp-IRT fitness.
+            A second run resumes or reuses what is done.
+
+            example:
+              merge3 demo                         # the full demo
+              merge3 demo --size test             # the small test zoo, ~2 minutes
+              merge3 demo --merges                # every merge method on tiny Llamas
+            """),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    demo.add_argument("--size", choices=("demo", "test"), default="demo", help="zoo size")
+    demo.add_argument("--population", type=int, default=12)
+    demo.add_argument("--generations", type=int, default=6)
+    demo.add_argument("--anchors", type=int, default=30, help="IRT anchor items per task")
+    demo.add_argument("--workers", type=int, default=2, help="Ray worker actors")
+    demo.add_argument("--merges", action="store_true",
+                      help="instead: every merge method on a generated tiny-Llama family")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
 

@@ -1,16 +1,24 @@
-"""The main job on the built-in default (``merge3 demo``).
+"""The main job (``merge3 demo``): an evolutionary merge search on the built-in zoo.
 
-Until the zoo and the search land, the demo builds a small family of real Llama
-checkpoints (a base and three experts), writes one mergekit-style recipe per merge
-method, runs every merge through the streaming executor, and reports for each merge
-its time, how far it moved from the base, its distance to each expert and, for the
-SVD methods, the singular task interference the method removed.
+1. Build (or reuse) the MiniLM zoo: a pretrained encoder, one fine-tuned expert per
+   text-classification task, item pools and a population of past responses.
+2. Calibrate one IRT item bank per task from those past responses (cached in the zoo).
+3. Search TSV-M merges of the experts — per-expert, per-layer-group task weights and a
+   global α — with NSGA-II, one objective per task, scored by mp-IRT on k anchors per
+   task by local Ray workers; every candidate goes to MLflow.
+4. Print the Pareto front next to the zoo's fixed-coefficient merges, and where the
+   MLflow UI shows the search.
+
+``merge3 demo --merges`` runs the earlier demo instead: every merge method on a small
+family of generated Llama checkpoints.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 from rich.console import Console
@@ -19,11 +27,114 @@ from rich.table import Table
 from merge3.checkpoints import Checkpoint
 from merge3.merging import run_merge
 from merge3.methods import METHODS
-from merge3.methods.tsv import singular_task_interference, task_singular_vectors
+from merge3.methods.tsv import orthogonalize, singular_task_interference, task_singular_vectors
 from merge3.recipe import load_recipe
 from merge3.synthetic import build_family
 from merge3.task_vectors import TaskVector
 
+__all__ = ["run_demo", "demo_search_config", "calibrate_zoo_banks", "run_merge_demo"]
+
+
+def calibrate_zoo_banks(zoo_dir: Path, *, quiet: bool = False) -> Path:
+    """One item bank per task from the zoo's past responses (cached beside them)."""
+    from irt import calibrate, load_responses, save_bank
+
+    banks = zoo_dir / "banks"
+    marker = banks / "complete.json"
+    stamp = (zoo_dir / "recipe.json").read_text() if (zoo_dir / "recipe.json").exists() else ""
+    if marker.exists() and json.loads(marker.read_text()).get("zoo_recipe") == stamp:
+        return banks
+    responses = load_responses(zoo_dir / "responses")
+    for task in sorted(set(responses.item_tasks)):
+        columns = [i for i, t in enumerate(responses.item_tasks) if t == task]
+        if not quiet:
+            print(f"calibrating the {task} item bank ({responses.n_models} models × "
+                  f"{len(columns)} items) ...")
+        bank = calibrate(responses.select_items(columns), model="mirt", engine="scipy")
+        save_bank(bank, banks / task)
+    marker.write_text(json.dumps({"zoo_recipe": stamp}))
+    return banks
+
+
+def demo_search_config(zoo_dir: Path, banks: Path, *, size: str, population: int,
+                       generations: int, anchors: int, workers: int) -> dict[str, Any]:
+    tasks = {p.stem: str(p.resolve()) for p in sorted((zoo_dir / "tasks").glob("*.yaml"))}
+    suffix = "" if size == "demo" else f"@{size}"
+    return {
+        "name": f"zoo-{size}-tsv",
+        "base_model": f"zoo:minilm/base{suffix}",
+        "experts": {task: f"zoo:minilm/expert/{task}{suffix}" for task in tasks},
+        "method": "tsv_m",
+        "genome": {"weight": {"per": "model", "layer_groups": 2, "low": 0.0, "high": 1.5},
+                   "alpha": {"low": 0.5, "high": 2.0}},
+        "tasks": tasks,
+        "fitness": {"estimator": "mp-irt", "item_bank": str(banks.resolve()),
+                    "anchors": anchors},
+        "strategy": {"sampler": "nsga2", "population": population, "generations": generations,
+                     "seed": 0},
+        "workers": {"count": workers, "cpus": 1},
+    }
+
+
+def run_demo(out: Path, *, quiet: bool = False, size: str = "demo", population: int = 12,
+             generations: int = 6, anchors: int = 30, workers: int = 2) -> int:
+    from merge3.zoo.build import build_zoo
+    from search.cli import _print_front
+    from search.config import parse_config
+    from search.run import run_search
+
+    console = Console(quiet=quiet)
+    started = time.perf_counter()
+    zoo_dir = build_zoo(size, progress=not quiet)
+    banks = calibrate_zoo_banks(zoo_dir, quiet=quiet)
+    config = demo_search_config(zoo_dir, banks, size=size, population=population,
+                                generations=generations, anchors=anchors, workers=workers)
+    run_dir = out / config["name"]
+    resume = (run_dir / "search_state.json").exists()
+    console.print(f"searching TSV-M merges of {len(config['experts'])} experts: "
+                  f"{population} × {generations} candidates, {anchors} anchors per task"
+                  + (" (resuming)" if resume else ""))
+    text = yaml.safe_dump(config, sort_keys=False)
+    outcome = run_search(parse_config(config), run_dir, resume=resume,
+                         progress=not quiet, config_text=text)
+    objectives = list(config["tasks"])
+    if not quiet:
+        _print_front(outcome.front, objectives)
+        _print_references(console, zoo_dir, objectives)
+    console.print(f"\n{outcome.evaluated} candidates, {outcome.item_evaluations} item "
+                  f"evaluations, {time.perf_counter() - started:.0f} s in all.")
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {outcome.tracking_uri} "
+                  f"--host 127.0.0.1   (experiment {outcome.experiment!r})")
+    console.print(f"export a front member: merge3 export {run_dir} --trial N OUT_DIR")
+    return 0
+
+
+def _print_references(console: Console, zoo_dir: Path, objectives: list[str]) -> None:
+    """The zoo report's fixed-coefficient merges, for comparison with the front."""
+    report_path = zoo_dir / "report.json"
+    if not report_path.exists():
+        return
+    report = json.loads(report_path.read_text())
+    rows = [(name, accuracy) for name, accuracy in report.get("models", {}).items()]
+    rows += [(f"merge: {name}", entry.get("accuracy", {}))
+             for name, entry in report.get("merges", {}).items()]
+    table = Table(title="the zoo's experts and fixed-coefficient merges (true test accuracy)")
+    table.add_column("model")
+    for task in objectives:
+        table.add_column(task, justify="right")
+    table.add_column("mean", justify="right")
+    for name, accuracy in rows:
+        if isinstance(accuracy, dict) and all(t in accuracy for t in objectives):
+            values = [float(accuracy[t]) for t in objectives]
+            table.add_row(name, *[f"{v:.3f}" for v in values],
+                          f"{sum(values) / len(values):.3f}")
+    if table.row_count:
+        console.print(table)
+        console.print("[dim]The front shows IRT estimates from anchors; `merge3 export` a "
+                      "member and `merge3 eval` it for its true accuracy.[/dim]")
+
+
+# -- the merge-library demo (`merge3 demo --merges`) ----------------------------------------------
 _PARAMS = {
     "ties": {"density": 0.3},
     "dare_linear": {"density": 0.5},
@@ -73,13 +184,11 @@ def _sti_before_after(family: dict[str, Path]) -> tuple[float, float]:
     deltas = [v[name].double() for v in vectors]
     k = min(deltas[0].shape) // len(deltas)
     u, s, v = task_singular_vectors(deltas, k)
-    from merge3.methods.tsv import orthogonalize
-
     return singular_task_interference(u, s, v), singular_task_interference(
         orthogonalize(u), s, orthogonalize(v))
 
 
-def run_demo(out: Path, *, quiet: bool = False) -> int:
+def run_merge_demo(out: Path, *, quiet: bool = False) -> int:
     console = Console(quiet=quiet)
     out.mkdir(parents=True, exist_ok=True)
     models_dir = out / "models"
@@ -108,6 +217,4 @@ def run_demo(out: Path, *, quiet: bool = False) -> int:
     console.print(f"singular task interference of one MLP matrix: {before:.4f} before TSV-M's "
                   f"orthogonalisation, {after:.2e} after")
     console.print(f"recipes: {out / 'recipes'}  merged models: {out / 'merged'}")
-    console.print("[dim]These tiny models carry no skill: the demo shows the merge machinery. "
-                  "The evolutionary search on the built-in zoo replaces it once it lands.[/dim]")
     return 0

@@ -49,8 +49,8 @@ def test_console_script_help():
 
 
 def test_demo_runs(tmp_path):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "-q"]) == 0
-    merged = sorted(p.name for p in (tmp_path / "demo" / "merged").iterdir())
+    assert main(["demo", "--merges", "--out", str(tmp_path / "demo"), "-q"]) == 0
+    merged = sorted(p.name for p in (tmp_path / "demo" / "merges" / "merged").iterdir())
     from merge3.methods import METHODS
 
     expected = [n for n in METHODS if not METHODS.get(n).align]

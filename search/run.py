@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,26 @@ def front_of(records: list[dict[str, Any]], objectives: list[str]) -> list[dict[
     return [r for r, keep in zip(done, pareto_mask(values)) if keep]
 
 
+_ABSOLUTE = re.compile(r"(?<![\w:/.…])(/[^\s'\",:]+)")
+
+
+def portable_text(text: str) -> str:
+    """``text`` with absolute paths made relative to the working directory, or reduced to
+    ``…/<name>`` outside it: artifacts shared through MLflow carry no machine paths."""
+    cwd = Path.cwd().resolve()
+
+    def shorten(match: re.Match[str]) -> str:
+        path = Path(match.group(1))
+        try:
+            return str(path.resolve().relative_to(cwd))
+        except ValueError:
+            return f"…/{path.name}"
+
+    text = re.sub(r"(sqlite:///)(/[^\s'\",]+)",
+                  lambda m: m.group(1) + shorten(re.match(r"(.*)", m.group(2))), text)
+    return _ABSOLUTE.sub(shorten, text)
+
+
 class _State:
     """The run directory's small JSON state (the MLflow parent run id)."""
 
@@ -168,7 +189,10 @@ def run_search(
     state.data.setdefault("study", config.name)
     state.save()
     if not resume and (run_dir / "config.yaml").exists():
-        tracker.log_artifact(run_dir / "config.yaml")
+        portable = run_dir / "artifacts" / "config.yaml"
+        portable.parent.mkdir(exist_ok=True)
+        portable.write_text(portable_text((run_dir / "config.yaml").read_text()))
+        tracker.log_artifact(portable)
     for task, anchor_set in fitness.anchor_sets.items():
         path = run_dir / "anchors" / f"{task}.json"
         path.parent.mkdir(exist_ok=True)

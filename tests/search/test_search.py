@@ -177,3 +177,19 @@ def test_front_fully_evaluated_and_banks_recalibrated(finished_search, search_se
     run = client.search_runs([experiment.experiment_id],
                              filter_string=f"tags.`merge3.trial` = '{records[0]['trial']}'")[0]
     assert run.data.metrics["full/alpha"] == records[0]["accuracy"]["alpha"]
+
+
+def test_no_machine_paths_in_mlflow(finished_search, tmp_path):
+    """Artifacts, params and tags carry no absolute paths (the config has plenty)."""
+    config, run_dir, outcome = finished_search
+    machine = str(run_dir.parents[1])
+    assert machine in json.dumps(config)  # the config itself is full of them
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    local = client.download_artifacts(outcome.parent_run_id, "", str(tmp_path))
+    texts = [p.read_text(errors="ignore") for p in tmp_path.rglob("*")
+             if p.is_file() and p.suffix in (".yaml", ".json", ".md", ".jsonl")]
+    assert texts and local
+    experiment = client.get_experiment_by_name("test-search")
+    runs = client.search_runs([experiment.experiment_id])
+    texts += [json.dumps({**r.data.params, **r.data.tags}) for r in runs]
+    assert not [t for t in texts if machine in t]

@@ -227,6 +227,49 @@ def _check_finite(tensor: torch.Tensor, name: str, source: Checkpoint) -> None:
         )
 
 
+# Elementwise methods merge big tensors in slices of this many elements, so the float32
+# working copies stay small however large the embedding matrix is.
+CHUNK_ELEMENTS = 1 << 22
+
+
+def _merge_one(plan: MergePlan, name: str, ref_tensor: torch.Tensor,
+               raw: list[torch.Tensor], seed: int) -> torch.Tensor:
+    """One output tensor: inputs in their stored dtype, arithmetic in float32 (float64
+    stays float64), the result in the output dtype."""
+    work = torch.float64 if ref_tensor.dtype == torch.float64 else torch.float32
+    out_dtype = plan.out_dtype or ref_tensor.dtype
+    t = layer_position(name, plan.num_layers)
+    numel = ref_tensor.numel()
+    step = CHUNK_ELEMENTS if plan.method.elementwise else max(numel, 1)
+    out = None if step >= numel else torch.empty(numel, dtype=out_dtype)
+    for start in range(0, max(numel, 1), step):
+        part = slice(start, start + step)
+
+        def load(tensor: torch.Tensor, part: slice = part) -> torch.Tensor:
+            return (tensor if out is None else tensor.reshape(-1)[part]).to(work)
+
+        ref_work = load(ref_tensor)
+        tensors = [ref_work if x is ref_tensor else load(x) for x in raw]
+        sources = list(zip(tensors, plan.inputs))
+        if plan.base is not None:
+            sources.append((ref_work, plan.base))
+        if plan.method.masks:  # a mask could hide a NaN: check every input
+            for tensor, ckpt in sources:
+                _check_finite(tensor, name, ckpt)
+        base_work = ref_work if plan.base is not None else None
+        merged = merge_tensor(plan.method, name, base_work, tensors,
+                              plan.input_settings, plan.global_settings, t=t, seed=seed)
+        if not bool(torch.isfinite(merged.sum())):  # a NaN/Inf input propagates here
+            for tensor, ckpt in sources:
+                _check_finite(tensor, name, ckpt)
+            raise MergeError(f"Merging tensor {name!r} produced NaN or Inf values.",
+                             fix="check the recipe's parameters (e.g. a huge lambda).")
+        if out is None:
+            return merged.to(out_dtype)
+        out[part] = merged.to(out_dtype)
+    return out.reshape(ref_tensor.shape)
+
+
 def _align_inputs(plan: MergePlan) -> list[dict[str, torch.Tensor]]:
     """Load every input whole and permute them into one frame (alignment methods only)."""
     from merge3.methods.alignment import align_state_dicts
@@ -265,30 +308,13 @@ def run_merge(
             if not ref_tensor.is_floating_point():
                 writer.add(name, ref_tensor)  # integer/bool buffers: copied from the base
                 continue
-            work = torch.float64 if ref_tensor.dtype == torch.float64 else torch.float32
-            ref_work = ref_tensor.to(work)
             if aligned is not None:
-                tensors = [state[name].to(work) for state in aligned]
+                raw = [state[name] for state in aligned]
             else:
-                tensors = [ref_work if ckpt is reference else ckpt.get(name).to(work)
-                           for ckpt in plan.inputs]
-            sources = list(zip(tensors, plan.inputs))
-            if plan.base is not None:
-                sources.append((ref_work, plan.base))
-            if plan.method.masks:  # a mask could hide a NaN: check every input
-                for tensor, ckpt in sources:
-                    _check_finite(tensor, name, ckpt)
-            merged = merge_tensor(
-                plan.method, name, plan.base and ref_work, tensors, plan.input_settings,
-                plan.global_settings, t=layer_position(name, plan.num_layers),
-                seed=recipe.seed,
-            )
-            if not bool(torch.isfinite(merged.sum())):  # a NaN/Inf input propagates here
-                for tensor, ckpt in sources:
-                    _check_finite(tensor, name, ckpt)
-                raise MergeError(f"Merging tensor {name!r} produced NaN or Inf values.",
-                                 fix="check the recipe's parameters (e.g. a huge lambda).")
-            writer.add(name, merged.to(plan.out_dtype or ref_tensor.dtype))
+                raw = [ref_tensor if ckpt is reference else ckpt.get(name)
+                       for ckpt in plan.inputs]
+            out = _merge_one(plan, name, ref_tensor, raw, recipe.seed)
+            writer.add(name, out)
             if on_tensor is not None:
                 on_tensor(name)
         tokenizer_dir = reference.path

@@ -45,6 +45,7 @@ class MergeMethod:
     wants_name: bool = False
     masks: bool = False  # may drop entries: a NaN in an input need not reach the output
     align: str | None = None  # whole-model alignment run before the per-tensor merge
+    elementwise: bool = False  # each output entry depends on the same entry of the inputs
     description: str = ""
 
     @property
@@ -88,6 +89,7 @@ def merge_method(
     max_models: int | None = None,
     masks: bool = False,
     align: str | None = None,
+    elementwise: bool = False,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register ``func(tensors, base, *, <per-model lists>, <globals>=default)``.
 
@@ -129,6 +131,7 @@ def merge_method(
                 wants_name="name" in signature.parameters,
                 masks=masks,
                 align=align,
+                elementwise=elementwise,
                 description=doc.splitlines()[0] if doc else "",
             ),
         )

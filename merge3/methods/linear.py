@@ -13,6 +13,7 @@ from merge3.methods.base import merge_method
     reference="https://arxiv.org/abs/2203.05482",
     base="unused",
     per_model={"weight": 1.0},
+    elementwise=True,
 )
 def linear(
     tensors: list[torch.Tensor], *, weight: list[float], normalize: bool = True

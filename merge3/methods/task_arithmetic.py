@@ -81,6 +81,7 @@ def combine_task_vectors(
     pretty_name="Task Arithmetic",
     reference="https://arxiv.org/abs/2212.04089",
     per_model={"weight": 1.0},
+    elementwise=True,
 )
 def task_arithmetic(
     tensors: list[torch.Tensor],

@@ -266,3 +266,18 @@ def test_output_dtype_and_fp32_arithmetic(llama_family, tmp_path):
     base, a, b = (Checkpoint(llama_family[k]).get(name) for k in ("base", "expert_1", "expert_2"))
     expected = (base + 0.5 * ((a - base) + (b - base))).to(torch.bfloat16)
     assert torch.equal(merged.get(name), expected)
+
+
+@pytest.mark.parametrize("method", ["task_arithmetic", "linear"])
+def test_elementwise_methods_give_the_same_result_in_slices(method, gpt2_family, tmp_path,
+                                                            monkeypatch):
+    import merge3.merging
+
+    recipe = recipe_for(method, gpt2_family["base"],
+                        [gpt2_family["expert_1"], gpt2_family["expert_2"]],
+                        weight=[0.3, 1.1], **({"lambda": 0.7} if method != "linear" else {}))
+    whole = Checkpoint(run_merge(recipe, tmp_path / "whole", progress=False))
+    monkeypatch.setattr(merge3.merging, "CHUNK_ELEMENTS", 100)  # every tensor in many slices
+    sliced = Checkpoint(run_merge(recipe, tmp_path / "sliced", progress=False))
+    for name in whole.names():
+        assert torch.equal(whole.get(name), sliced.get(name)), name

@@ -18,7 +18,7 @@ import torch
 
 from merge3.merging import layer_position, merge_tensor
 from merge3.methods import get_method
-from merge3.methods.tsv import is_svd_target, orthogonalize, rank_per_task, truncated_svd
+from merge3.methods.tsv import all_zero, is_svd_target, orthogonalize, rank_per_task, truncated_svd
 from merge3.recipe import resolve_parameter
 from merge3.task_vectors import layer_index
 
@@ -56,6 +56,9 @@ class Materializer:
         key = (name, k)
         if key not in self._tsv_cache:
             base = self.base[name]
+            if all_zero([expert[name] - base for expert in self.experts]):
+                self._tsv_cache[key] = None
+                return None
             us, ss, vs = [], [], []
             for expert in self.experts:
                 u, s, v = truncated_svd(expert[name] - base, k)
@@ -87,7 +90,11 @@ class Materializer:
                 weights = [float(resolve_parameter(s["weight"], name, t)) for s in settings]
                 k_fraction = resolve_parameter(globals_["k_fraction"], name, t)
                 k = rank_per_task(tuple(base.shape), len(self.experts), k_fraction)
-                u_perp, singular, v_perp = self._tsv_factors(name, k)
+                factors = self._tsv_factors(name, k)
+                if factors is None:  # no expert moved this matrix
+                    merged[name] = base
+                    continue
+                u_perp, singular, v_perp = factors
                 s_cat = torch.cat([w * s for w, s in zip(weights, singular)])
                 alpha = float(resolve_parameter(globals_["alpha"], name, t))
                 merged[name] = base + alpha * (u_perp * s_cat) @ v_perp.T

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from merge3.methods.base import merge_method
-from merge3.methods.tsv import is_svd_target, orthogonalize, truncated_svd
+from merge3.methods.tsv import all_zero, is_svd_target, orthogonalize, truncated_svd
 
 
 def _mean_delta(tensors: list[torch.Tensor], base: torch.Tensor, weight: list[float]):
@@ -67,7 +67,7 @@ def iso_c(
     svd_embeddings: bool = False,
 ) -> torch.Tensor:
     """θ_0 + α·mean(s)·U Vᵀ of Σ_t w_t τ_t."""
-    if not is_svd_target(name, base, svd_embeddings):
+    if not is_svd_target(name, base, svd_embeddings) or all_zero([t - base for t in tensors]):
         return base + alpha * _mean_delta(tensors, base, weight)
     delta_sum = sum(float(w) * (t - base) for t, w in zip(tensors, weight))
     return base + alpha * iso_c_matrix(delta_sum)
@@ -90,7 +90,8 @@ def iso_cts(
     svd_embeddings: bool = False,
 ) -> torch.Tensor:
     """θ_0 + α·Iso-CTS(w_1 τ_1, …, w_T τ_T) with common fraction f (default 0.8)."""
-    if not is_svd_target(name, base, svd_embeddings) or min(base.shape) <= len(tensors):
+    if (not is_svd_target(name, base, svd_embeddings) or min(base.shape) <= len(tensors)
+            or all_zero([t - base for t in tensors])):
         return (
             iso_c(tensors, base, weight=weight, name=name, alpha=alpha,
                   svd_embeddings=svd_embeddings)

@@ -94,6 +94,12 @@ def tsv_merge_matrix(
     return orthogonalize(u) @ torch.diag(s) @ orthogonalize(v).T
 
 
+def all_zero(deltas: list[torch.Tensor]) -> bool:
+    """No task moved this tensor (e.g. a pooler no loss trains): nothing to decompose, and
+    an SVD of zeros may fail to converge."""
+    return all(not bool(d.any()) for d in deltas)
+
+
 def _mean_delta(tensors: list[torch.Tensor], base: torch.Tensor, weight: list[float]):
     return sum(float(w) * (t - base) for t, w in zip(tensors, weight)) / len(tensors)
 
@@ -115,10 +121,10 @@ def tsv_m(
     svd_embeddings: bool = False,
 ) -> torch.Tensor:
     """θ_0 + α·TSV-M(τ_1..τ_T); k = ⌊r/T⌋ per task unless ``k_fraction`` of r is given."""
-    if not is_svd_target(name, base, svd_embeddings):
+    deltas = [t - base for t in tensors]
+    if not is_svd_target(name, base, svd_embeddings) or all_zero(deltas):
         return base + alpha * _mean_delta(tensors, base, weight)
     k = rank_per_task(tuple(base.shape), len(tensors), k_fraction)
-    deltas = [t - base for t in tensors]
     return base + alpha * tsv_merge_matrix(deltas, k, weight)
 
 
@@ -144,7 +150,7 @@ def tsv_c(
     arithmetic over the compressed vectors. Other tensors are kept exactly.
     """
     deltas = [t - base for t in tensors]
-    if not is_svd_target(name, base, svd_embeddings):
+    if not is_svd_target(name, base, svd_embeddings) or all_zero(deltas):
         return base + alpha * sum(float(w) * d for d, w in zip(deltas, weight))
     k = rank_per_task(tuple(base.shape), len(tensors), k_fraction)
     merged = torch.zeros_like(base)

@@ -281,3 +281,12 @@ def test_elementwise_methods_give_the_same_result_in_slices(method, gpt2_family,
     sliced = Checkpoint(run_merge(recipe, tmp_path / "sliced", progress=False))
     for name in whole.names():
         assert torch.equal(whole.get(name), sliced.get(name)), name
+
+
+@pytest.mark.parametrize("method", ["tsv_m", "tsv_c", "iso_c", "iso_cts"])
+def test_svd_methods_leave_an_untouched_matrix_alone(method):
+    """A weight no task moved (a pooler mean pooling never trains) stays the base's."""
+    base = torch.randn(12, 8, generator=torch.Generator().manual_seed(0))
+    out = get_method(method)([base.clone(), base.clone(), base.clone()], base,
+                             weight=[1.0, 1.0, 1.0], name="pooler.dense.weight")
+    assert torch.equal(out, base)

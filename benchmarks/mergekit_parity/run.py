@@ -385,7 +385,10 @@ def versions() -> dict[str, str]:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
                 if line.startswith("Model name")), platform.processor())
-    return {"merge3": merge3.__version__, "merge3 torch": torch.__version__,
+    commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", "merge3"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    return {"merge3": f"{merge3.__version__} (merge3/ at {commit})",
+            "merge3 torch": torch.__version__,
             "mergekit": mk[0] if mk else "?", "mergekit torch": mk[1] if len(mk) > 1 else "?",
             "python": platform.python_version(), "cpu": f"{cpu}, {os.cpu_count()} cores"}
 

@@ -82,6 +82,7 @@ def cluster_with_spare_node(ray_local):
     init_ray(None, num_cpus=2)
 
 
+@pytest.mark.cluster
 def test_losing_a_node_mid_search(search_setting, cluster_with_spare_node, tmp_path):
     import psutil
     import ray

@@ -33,6 +33,7 @@ def two_node_cluster(ray_local):
     init_ray(None, num_cpus=2)  # give the rest of the session its Ray back
 
 
+@pytest.mark.cluster
 def test_search_on_two_nodes(search_setting, two_node_cluster, tmp_path):
     import ray
 

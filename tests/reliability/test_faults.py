@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from search.config import parse_config
 from search.run import run_search
 from search.tracking import TrackingError
+from tests.mlflow_server import start_mlflow, stop_mlflow, wait_for
 from tests.search.test_search import search_config
 
 
@@ -28,13 +25,6 @@ def _complete(db: Path) -> int:
                                 ).fetchone()[0]
     except sqlite3.OperationalError:
         return 0
-
-
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def _trial_runs(uri: str, experiment: str) -> dict[int, list]:
@@ -103,7 +93,7 @@ def test_losing_a_node_mid_search(search_setting, cluster_with_spare_node, tmp_p
 
     thread = threading.Thread(target=search)
     thread.start()
-    _wait(lambda: _complete(run_dir / "optuna.db") >= 3, 300, "3 finished candidates")
+    wait_for(lambda: _complete(run_dir / "optuna.db") >= 3, 300, "3 finished candidates")
     doomed = worker_node.unique_id
     # kill the whole node: its raylet and every worker process it started
     victims = [p for p in psutil.process_iter(["cmdline"])
@@ -128,30 +118,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_mlflow(port: int, store: Path) -> subprocess.Popen:
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    process = subprocess.Popen(
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers",
-         "1", "--backend-store-uri", f"sqlite:///{store}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def up() -> bool:
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
-
-    _wait(up, 90, "the MLflow server")
-    return process
-
-
-def _stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
 def test_tracking_server_down_then_back(search_setting, ray_local, tmp_path):
     port = _free_port()
     store = tmp_path / "server.db"
-    server = _start_mlflow(port, store)
+    server = start_mlflow(port, store)
     uri = f"http://127.0.0.1:{port}"
     config = search_config(search_setting, name="flaky-tracking",
                            strategy={"population": 4, "generations": 3},
@@ -168,17 +138,17 @@ def test_tracking_server_down_then_back(search_setting, ray_local, tmp_path):
     thread = threading.Thread(target=search)
     try:
         thread.start()
-        _wait(lambda: _complete(run_dir / "optuna.db") >= 2, 300, "2 finished candidates")
-        _stop(server)  # the server dies mid-search ...
-        _wait(lambda: _complete(run_dir / "optuna.db") >= 6 or not thread.is_alive(), 300,
+        wait_for(lambda: _complete(run_dir / "optuna.db") >= 2, 300, "2 finished candidates")
+        stop_mlflow(server)  # the server dies mid-search ...
+        wait_for(lambda: _complete(run_dir / "optuna.db") >= 6 or not thread.is_alive(), 300,
               "the search to go on without tracking")
-        server = _start_mlflow(port, store)  # ... and comes back
+        server = start_mlflow(port, store)  # ... and comes back
         thread.join(timeout=600)
     finally:
         if thread.is_alive():
             thread.join(timeout=600)
-        _stop(server)
-        server = _start_mlflow(port, store)
+        stop_mlflow(server)
+        server = start_mlflow(port, store)
     try:
         assert "error" not in box, box.get("error")
         assert box["outcome"].evaluated == 12
@@ -186,7 +156,7 @@ def test_tracking_server_down_then_back(search_setting, ray_local, tmp_path):
         assert sorted(runs) == list(range(12))  # every candidate caught up
         assert all(len(v) == 1 for v in runs.values())  # none twice
     finally:
-        _stop(server)
+        stop_mlflow(server)
 
 
 def test_tracking_server_never_back_fails_loudly_and_keeps_the_study(search_setting, ray_local,

@@ -55,3 +55,26 @@ def test_demo_runs(tmp_path):
 
     expected = [n for n in METHODS if not METHODS.get(n).align]
     assert "tsv_m" in merged and "iso_cts" in merged and sorted(merged) == sorted(expected)
+
+
+def _leaf_parsers(parser, path=()):
+    """Every verb's parser (nested verbs included), with its command path."""
+    import argparse
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+    for action in subs:
+        for name, sub in action.choices.items():
+            yield from _leaf_parsers(sub, (*path, name))
+
+
+def test_every_verb_has_help_with_an_example():
+    from merge3.cli import build_parser
+
+    leaves = dict(_leaf_parsers(build_parser()))
+    assert len(leaves) >= 14  # merge, eval, search, irt calibrate, zoo build, ...
+    missing = [" ".join(path) for path, sub in leaves.items()
+               if "example" not in (sub.format_help() or "").lower()
+               or "merge3 " + path[0] not in sub.format_help()]
+    assert not missing, f"verbs without an example in --help: {missing}"

@@ -7,7 +7,7 @@ al. 2025) and AIPW (Zhang et al. 2025). See docs/irt.md.
 from __future__ import annotations
 
 from irt.ability import fit_abilities, fit_merge_weights
-from irt.anchors import SELECTORS, AnchorSet, load_anchors, select_anchors
+from irt.anchors import SELECTORS, AnchorSet, extend_anchors, load_anchors, select_anchors
 from irt.bank import BANK_FORMAT, ItemBank, load_bank, save_bank
 from irt.calibrate import DIM_CANDIDATES, ENGINES, calibrate, recalibrate
 from irt.errors import IRTError, ItemBankError, ResponseFileError
@@ -51,6 +51,7 @@ __all__ = [
     "estimate_accuracy",
     "fit_abilities",
     "fit_merge_weights",
+    "extend_anchors",
     "load_anchors",
     "load_bank",
     "load_lm_eval_samples",

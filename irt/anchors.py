@@ -18,7 +18,7 @@ import numpy as np
 from irt.bank import ItemBank
 from irt.errors import IRTError
 
-__all__ = ["AnchorSet", "select_anchors", "SELECTORS", "load_anchors"]
+__all__ = ["AnchorSet", "select_anchors", "SELECTORS", "load_anchors", "extend_anchors"]
 
 SELECTORS = ("random", "stratified", "kmeans-correctness", "kmeans-irt", "fisher")
 ANCHORS_FORMAT = "merge3-irt-anchors-v1"
@@ -171,3 +171,32 @@ def select_anchors(bank: ItemBank, k: int, method: str = "kmeans-correctness", s
         chosen, weights = _fisher(bank, k)
     return AnchorSet(np.asarray(chosen, dtype=int), tuple(bank.item_ids[i] for i in chosen),
                      np.asarray(weights, dtype=float), method, seed)
+
+
+def extend_anchors(bank: ItemBank, anchors: AnchorSet, extra: int) -> AnchorSet:
+    """``anchors`` plus ``extra`` more items of ``bank``, for re-scoring a close call.
+
+    The new items are those a larger selection by the same method and seed picks that
+    ``anchors`` lacks (so the extension follows the same design), topped up at random
+    from the remaining items; every item of the union weighs 1/k (the IRT estimators use
+    the answers, not the weights). Deterministic.
+    """
+    if extra < 1:
+        raise IRTError(f"extend_anchors needs extra ≥ 1 items, got {extra}.",
+                       fix="ask for at least one more item.")
+    have = set(int(i) for i in anchors.indices)
+    room = bank.n_items - len(have)
+    extra = min(extra, room)
+    if extra == 0:
+        return anchors
+    method = anchors.method if anchors.method in SELECTORS else "random"
+    wider = select_anchors(bank, min(bank.n_items, len(have) + extra), method, anchors.seed)
+    new = [int(i) for i in wider.indices if int(i) not in have][:extra]
+    if len(new) < extra:
+        rest = np.setdiff1d(np.arange(bank.n_items), np.array(sorted(have | set(new)), int))
+        rng = np.random.default_rng(anchors.seed + 1)
+        new += [int(i) for i in rng.choice(rest, size=extra - len(new), replace=False)]
+    chosen = np.array(sorted(have | set(new)), dtype=int)
+    return AnchorSet(chosen, tuple(bank.item_ids[i] for i in chosen),
+                     np.full(chosen.size, 1.0 / chosen.size), f"{anchors.method}+extended",
+                     anchors.seed)

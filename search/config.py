@@ -54,6 +54,10 @@ class FitnessSpec(_Strict):
     seed: int = 0
     full_every: int = Field(0, ge=0)  # every G generations fully evaluate the front (0: never)
     recalibrate: bool = True  # feed those full evaluations back into the item bank
+    # close calls (dominated, but within rescore_margin standard errors of the front) are
+    # scored on rescore_items more items per task before they are told (0: never)
+    rescore_items: int = Field(0, ge=0)
+    rescore_margin: float = Field(1.0, gt=0)
 
 
 class StrategySpec(_Strict):

@@ -41,16 +41,18 @@ class Fitness:
     def __init__(self, tasks: list[str], estimator: str = "mp-irt",
                  item_bank: str | None = None, anchors: int = 50,
                  anchor_method: str = "kmeans-irt", seed: int = 0,
-                 experts: Mapping[str, str] | None = None) -> None:
+                 experts: Mapping[str, str] | None = None, rescore_items: int = 0) -> None:
         self.tasks = list(tasks)
         self.estimator = estimator
         self.banks = {}
         self.prepared = {}
         self.anchor_sets = {}
+        self.extended: dict = {}  # task -> AnchorEstimator on anchors + re-scoring items
+        self.extra_items: dict[str, list[str]] = {}
         self.endpoints: dict[str, np.ndarray | None] = {}
         if estimator == "full":
             return
-        from irt import AnchorEstimator, load_bank, select_anchors
+        from irt import AnchorEstimator, extend_anchors, load_bank, select_anchors
 
         root = Path(item_bank or "")
         for task in self.tasks:
@@ -66,6 +68,12 @@ class Fitness:
             self.banks[task] = bank
             self.anchor_sets[task] = anchor_set
             self.prepared[task] = AnchorEstimator(bank, anchor_set)
+            if rescore_items:
+                wider = extend_anchors(bank, anchor_set, rescore_items)
+                self.extended[task] = AnchorEstimator(bank, wider)
+                have = set(anchor_set.item_ids)
+                self.extra_items[task] = [_strip_task(task, i) for i in wider.item_ids
+                                          if i not in have]
             rows = {m: i for i, m in enumerate(bank.model_ids)}
             found = [rows[name] for name in (experts or {}).values() if name in rows]
             self.endpoints[task] = np.array([found]) if found else None
@@ -77,8 +85,14 @@ class Fitness:
         return {task: [_strip_task(task, i) for i in self.anchor_sets[task].item_ids]
                 for task in self.tasks}
 
-    def score(self, responses: Mapping[str, Mapping[str, float]]) -> dict[str, TaskScore]:
-        """Per-task estimates from a candidate's responses (task -> item id -> score)."""
+    def rescore_items_for(self) -> dict[str, list[str]]:
+        """task -> the extra item ids a close call answers (empty: re-scoring is off)."""
+        return dict(self.extra_items)
+
+    def score(self, responses: Mapping[str, Mapping[str, float]], *, extended: bool = False
+              ) -> dict[str, TaskScore]:
+        """Per-task estimates from a candidate's responses (task -> item id -> score);
+        ``extended``: on the anchors plus the re-scoring items (see rescore_items_for)."""
         out = {}
         for task in self.tasks:
             answers = responses[task]
@@ -88,11 +102,12 @@ class Fitness:
                 stderr = math.sqrt(max(mean * (1 - mean), 0.0) / max(values.size, 1))
                 out[task] = TaskScore(mean, stderr, int(values.size))
                 continue
-            anchor_ids = self.anchor_sets[task].item_ids
+            prepared = (self.extended if extended else self.prepared)[task]
+            anchor_ids = prepared.anchors.item_ids
             y = np.array([[answers.get(_strip_task(task, i), np.nan) for i in anchor_ids]],
                          dtype=float)
             y = np.where(np.isnan(y), np.nan, (y >= 0.5).astype(float))  # binary, as calibrated
-            value, stderr = self.prepared[task].predict(
+            value, stderr = prepared.predict(
                 self.estimator, y,
                 self.endpoints[task] if self.estimator in ("mp-irt", "gmp-irt") else None)
             out[task] = TaskScore(float(value[0]), float(stderr[0]), len(anchor_ids))
@@ -123,5 +138,7 @@ def recalibrate_banks(fitness: Fitness, evaluated: Mapping[str, Mapping[str, Map
         bank = recalibrate(bank, new)
         fitness.banks[task] = bank
         fitness.prepared[task] = AnchorEstimator(bank, fitness.anchor_sets[task])
+        if task in fitness.extended:
+            fitness.extended[task] = AnchorEstimator(bank, fitness.extended[task].anchors)
         saved[task] = save_bank(bank, out_dir / task)
     return saved

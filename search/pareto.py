@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["pareto_mask", "hypervolume", "plot_front", "front_table"]
+__all__ = ["pareto_mask", "hypervolume", "plot_front", "front_table", "close_call"]
 
 
 def pareto_mask(values: np.ndarray) -> np.ndarray:
@@ -18,6 +18,27 @@ def pareto_mask(values: np.ndarray) -> np.ndarray:
         dominated = np.all(values >= row, axis=1) & np.any(values > row, axis=1)
         keep[i] = not dominated.any()
     return keep
+
+
+def close_call(values: Sequence[float], stderr: Sequence[float], front: np.ndarray,
+               margin: float = 1.0) -> bool:
+    """Whether a candidate is a close call against ``front`` (n × m estimates).
+
+    It is when some front member dominates its estimates, but none dominates its
+    optimistic point (estimates + ``margin`` standard errors): within its error of the
+    front, so a few more items could put it there. A candidate nothing dominates is on
+    the front already and is not a close call.
+    """
+    front = np.asarray(front, dtype=float).reshape(-1, len(values))
+    if front.size == 0:
+        return False
+    point = np.asarray(values, dtype=float)
+    optimistic = point + margin * np.asarray(stderr, dtype=float)
+
+    def dominated(row: np.ndarray) -> bool:
+        return bool(np.any(np.all(front >= row, axis=1) & np.any(front > row, axis=1)))
+
+    return dominated(point) and not dominated(optimistic)
 
 
 def hypervolume(values: np.ndarray, reference: Sequence[float] | None = None) -> float:

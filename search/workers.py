@@ -10,6 +10,7 @@ hung actor is replaced), and reports candidates that failed every attempt.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import socket
 import time
@@ -117,8 +118,12 @@ class CandidateWorker:
         if self._faults is not None:
             self._faults.maybe_fail(key, attempt)
         start = time.perf_counter()
-        state = self.materializer.materialize(recipe, seed=int(recipe.get("seed", 0)))
-        self.evaluator.load_weights(state)
+        signature = json.dumps(recipe, sort_keys=True, default=str)
+        if signature != getattr(self, "_loaded", None):  # a follow-up keeps the weights
+            self._loaded = None
+            state = self.materializer.materialize(recipe, seed=int(recipe.get("seed", 0)))
+            self.evaluator.load_weights(state)
+            self._loaded = signature
         materialized = time.perf_counter()
         responses: dict[str, dict[str, float]] = {}
         for task, ids in items.items():
@@ -171,10 +176,11 @@ class WorkerPool:
     def run(
         self,
         jobs: list[tuple[Any, Mapping[str, Any], Mapping[str, Any]]],
-        on_result: Callable[[CandidateResult], None],
+        on_result: Callable[[CandidateResult], list | None],
     ) -> None:
         """Evaluate ``(key, recipe, items)`` jobs; ``on_result`` gets each result or failure
-        (``result.error`` set) as soon as it is final."""
+        (``result.error`` set) as soon as it is final, and may return follow-up jobs (e.g.
+        more items for a close call), which are queued first."""
         ray = self._ray
         pending = [(job, 1, None) for job in jobs]  # (job, attempt, actor index to avoid)
         failures: dict[Any, list[str]] = {}
@@ -206,9 +212,11 @@ class WorkerPool:
                     cause = err.cause if err.cause is not None else err
                     error = f"{type(cause).__name__}: {str(cause).splitlines()[0][:300]}"
                 if error is None:
-                    idle.append(index)
                     result.failures = failures.pop(job[0], [])
-                    on_result(result)
+                    follow_ups = list(on_result(result) or [])
+                    # follow-ups go first, to this actor: it holds the candidate's weights
+                    idle.insert(0 if follow_ups else len(idle), index)
+                    pending[:0] = [(more, 1, None) for more in follow_ups]
                     continue
                 failures.setdefault(job[0], []).append(f"attempt {attempt}: {error}")
                 if replace:

@@ -39,3 +39,26 @@ def test_random_seed_changes_the_draw_and_bad_k_fails(small_bank) -> None:  # no
         select_anchors(small_bank, 0, "random")
     with pytest.raises(IRTError, match="Unknown anchor selector"):
         select_anchors(small_bank, 5, "best")
+
+
+@pytest.mark.parametrize("method", ["kmeans-irt", "fisher", "random"])
+def test_extended_anchors_keep_the_originals_and_add_exactly_extra(small_bank, method) -> None:  # noqa: ANN001
+    from irt import AnchorEstimator, extend_anchors
+
+    base = select_anchors(small_bank, 15, method, seed=3)
+    wider = extend_anchors(small_bank, base, 20)
+    assert set(base.item_ids) < set(wider.item_ids)
+    assert wider.k == 35 and len(set(wider.item_ids)) == 35
+    assert wider.item_ids == extend_anchors(small_bank, base, 20).item_ids  # deterministic
+    assert np.isclose(wider.weights.sum(), 1.0)
+    # asking for more than the bank has stops at the whole bank
+    assert extend_anchors(small_bank, base, 10_000).k == small_bank.n_items
+    with pytest.raises(IRTError, match="extra"):
+        extend_anchors(small_bank, base, 0)
+    # more items, smaller standard error for the same answers' ability
+    truth = small_bank.responses[0]
+    est_small = AnchorEstimator(small_bank, base)
+    est_wide = AnchorEstimator(small_bank, wider)
+    _, se_small = est_small.predict("p-irt", truth[base.indices][None])
+    _, se_wide = est_wide.predict("p-irt", truth[wider.indices][None])
+    assert se_wide[0] < se_small[0]

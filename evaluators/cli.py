@@ -16,6 +16,8 @@ examples:
       --backend hf --limit 100 --log-samples runs/eval
   merge3 eval zoo/encoder --tasks tasks/ --items anchors.json --log-samples runs/eval
   .venv-vllm/bin/merge3 eval models/llama --tasks tasks/ --backend vllm --log-samples runs/eval
+  merge3 eval models/base --tasks tasks/ --route mass \
+      --route-experts sst2=models/sst2,qnli=models/qnli --log-samples runs/eval
 
 Logs: OUT/<model name>/results.json and OUT/<model name>/samples_<task>.jsonl
 (docs/formats.md); `merge3 irt calibrate` reads OUT directly. Task YAMLs: docs/evaluators.md.
@@ -55,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="items per forward pass (default: the backend's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from merge3.routing.cli import add_route_arguments
+
+    add_route_arguments(parser)
     parser.set_defaults(func=_handler)
 
 
@@ -79,14 +84,23 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.batch_size:
         options["batch_size"] = args.batch_size
     start = time.perf_counter()
-    evaluator = make_evaluator(args.backend, args.model, **options)
+    default_name = Path(args.model).resolve().name
+    from merge3.routing.cli import make_routed_evaluator, routing_summary, wants_routing
+
+    routed = wants_routing(args)
+    if routed:
+        evaluator, default_name = make_routed_evaluator(args)
+    else:
+        evaluator = make_evaluator(args.backend, args.model, **options)
     try:
         results = evaluator.evaluate(items)
     finally:
         evaluator.close()
     seconds = time.perf_counter() - start
+    if routed:
+        print(routing_summary(evaluator))
     metrics = {t.name: t.spec.main_metric for t in tasks}
-    name = args.model_name or Path(args.model).resolve().name
+    name = args.model_name or default_name
     _print_summary(name, summarize(results, metrics), seconds)
     if args.log_samples:
         where = write_eval_logs(args.log_samples, name, args.model, results, metrics)

@@ -28,6 +28,7 @@ __all__ = [
     "task_singular_vectors",
     "singular_task_interference",
     "tsv_merge_matrix",
+    "merge_factors",
     "is_svd_target",
     "compress_task_vector",
     "save_factors",
@@ -86,12 +87,16 @@ def singular_task_interference(u: torch.Tensor, s: torch.Tensor, v: torch.Tensor
     return float(((u.T @ u - eye) @ torch.diag(s) @ (v.T @ v - eye)).abs().sum())
 
 
+def merge_factors(u: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """TSV-M from concatenated factors U (m×K), s (K,), V (n×K): U⊥ diag(s) V⊥ᵀ."""
+    return orthogonalize(u) @ torch.diag(s) @ orthogonalize(v).T
+
+
 def tsv_merge_matrix(
     deltas: list[torch.Tensor], k: int, weights: list[float] | None = None
 ) -> torch.Tensor:
     """TSV-M for one matrix: Δ = U⊥ diag(s_cat) V⊥ᵀ."""
-    u, s, v = task_singular_vectors(deltas, k, weights)
-    return orthogonalize(u) @ torch.diag(s) @ orthogonalize(v).T
+    return merge_factors(*task_singular_vectors(deltas, k, weights))
 
 
 def all_zero(deltas: list[torch.Tensor]) -> bool:

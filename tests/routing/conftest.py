@@ -1,0 +1,28 @@
+"""MASS over the test-size zoo (two MiniLM experts), built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evaluators import load_tasks
+from merge3.routing import MassEvaluator
+
+
+@pytest.fixture(scope="session")
+def zoo_tasks(zoo: Path) -> list[str]:
+    return sorted(p.name.removeprefix("expert-") for p in (zoo / "models").glob("expert-*"))
+
+
+@pytest.fixture(scope="session")
+def mass_evaluator(zoo: Path, zoo_tasks: list[str]) -> MassEvaluator:
+    """MASS with the paper's defaults over the zoo's base and experts."""
+    experts = {t: zoo / "models" / f"expert-{t}" for t in zoo_tasks}
+    return MassEvaluator.from_pretrained(zoo / "models" / "base", experts)
+
+
+@pytest.fixture(scope="session")
+def test_items(zoo: Path) -> list:
+    """Every test item of every zoo task (100 per task)."""
+    return [item for task in load_tasks([zoo / "tasks"]) for item in task.items]

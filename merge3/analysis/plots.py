@@ -1,35 +1,41 @@
-"""PNG figures of the diagnostics (matplotlib, Agg backend: no display needed)."""
+"""PNG figures of the diagnostics.
+
+Each figure is a ``matplotlib.figure.Figure`` drawn without pyplot, so no display is
+needed and the caller's backend is left alone (a notebook keeps its inline plots): the
+functions write the PNG and return its path; show it with ``IPython.display.Image``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from merge3.analysis.spectra import LayerSpectrum  # noqa: E402
+from merge3.analysis.spectra import LayerSpectrum
 
 __all__ = ["plot_spectra", "plot_effective_rank", "plot_interference", "plot_epoch_shares",
            "plot_objective"]
 
 
-def _save(fig, path: str | Path) -> Path:
+def _figure(figsize: tuple[float, float]):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def plot_spectra(spectra: Mapping[str, Mapping[str, LayerSpectrum]], layer: str,
                  path: str | Path) -> Path:
     """Normalised singular values of one layer, one line per task (log scale)."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = _figure((5, 3.5))
     for task, layers in spectra.items():
         s = layers[layer].singular_values
         ax.semilogy(np.arange(1, len(s) + 1), s / s[0], label=task)
@@ -41,7 +47,7 @@ def plot_spectra(spectra: Mapping[str, Mapping[str, LayerSpectrum]], layer: str,
 def plot_effective_rank(spectra: Mapping[str, Mapping[str, LayerSpectrum]],
                         path: str | Path) -> Path:
     """Effective rank per layer (x) for every task (one line each)."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _figure((6, 3.5))
     for task, layers in spectra.items():
         names = list(layers)
         ax.plot(range(len(names)), [layers[n].effective_rank for n in names], "o-", label=task)
@@ -54,7 +60,7 @@ def plot_effective_rank(spectra: Mapping[str, Mapping[str, LayerSpectrum]],
 def plot_interference(matrix: np.ndarray, labels: Sequence[str], path: str | Path,
                       title: str = "singular task interference") -> Path:
     """Heat map of a T × T pairwise STI matrix."""
-    fig, ax = plt.subplots(figsize=(4.5, 4))
+    fig, ax = _figure((4.5, 4))
     image = ax.imshow(matrix, cmap="viridis")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -65,7 +71,7 @@ def plot_interference(matrix: np.ndarray, labels: Sequence[str], path: str | Pat
 
 def plot_epoch_shares(shares: Sequence[float], path: str | Path) -> Path:
     """Bar chart of each epoch's share of the task vector."""
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = _figure((5, 3))
     ax.bar(range(1, len(shares) + 1), shares)
     ax.set(xlabel="epoch", ylabel="share of τ", title="task vector by epoch")
     return _save(fig, path)
@@ -73,7 +79,7 @@ def plot_epoch_shares(shares: Sequence[float], path: str | Path) -> Path:
 
 def plot_objective(objectives: Mapping[str, Sequence[float]], path: str | Path) -> Path:
     """Objective per iteration of one or more alignment runs (e.g. C²M³ Frank-Wolfe)."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = _figure((5, 3.5))
     for label, values in objectives.items():
         ax.plot(range(len(values)), values, label=label)
     ax.set(xlabel="iteration", ylabel="objective", title="alignment objective")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 
 from merge3.analysis import layer_spectra
@@ -30,3 +33,16 @@ def test_plots_are_pngs(tmp_path) -> None:
     for path in paths:
         data = path.read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 2000
+
+
+def test_plots_leave_the_callers_backend_alone(tmp_path) -> None:
+    # a fresh interpreter: importing and using the module must not switch the backend
+    # (it used to force Agg on import, which silenced a notebook's inline plots)
+    code = ("import matplotlib; matplotlib.use('pdf'); "
+            "from merge3.analysis.plots import plot_epoch_shares; "
+            f"plot_epoch_shares([0.5, 0.5], {str(tmp_path / 'shares.png')!r}); "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().lower() == "pdf"
+    assert (tmp_path / "shares.png").read_bytes()[:8] == PNG_MAGIC

@@ -8,7 +8,9 @@ to its top-k singular triplets; the factors are concatenated across tasks into
 
     STI = ‖(UᵀU − I) diag(s) (VᵀV − I)‖₁   (entrywise L1 norm),
 
-zero when the tasks' singular vectors are mutually orthogonal.
+zero when the tasks' singular vectors are mutually orthogonal. TSV-M replaces ``U`` and
+``V`` by their nearest orthonormal matrices (orthogonal Procrustes) before summing, which
+removes this interference: ``orthogonalized=True`` measures it after that step.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import numpy as np
 
 from merge3.analysis.spectra import as_matrix
 
-__all__ = ["singular_task_interference", "truncated_factors", "layer_interference",
-           "pairwise_interference"]
+__all__ = ["singular_task_interference", "truncated_factors", "orthogonalize",
+           "layer_interference", "pairwise_interference"]
 
 
 def singular_task_interference(U: np.ndarray, s: np.ndarray, V: np.ndarray) -> float:
@@ -39,23 +41,35 @@ def truncated_factors(matrix: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.n
     return u[:, :k], s[:k], vt[:k].T
 
 
-def _concatenated(matrices: Sequence[Any], k: int | None) -> tuple[np.ndarray, ...]:
+def orthogonalize(matrix: Any) -> np.ndarray:
+    """Nearest matrix with orthonormal columns (orthogonal Procrustes): M = PΣQᵀ → PQᵀ."""
+    p, _, qt = np.linalg.svd(as_matrix(matrix), full_matrices=False)
+    return p @ qt
+
+
+def _concatenated(matrices: Sequence[Any], k: int | None,
+                  orthogonalized: bool = False) -> tuple[np.ndarray, ...]:
     rank = min(as_matrix(matrices[0]).shape)
     k = k if k is not None else max(1, rank // len(matrices))  # TSV-C default ⌊r/T⌋
     factors = [truncated_factors(m, k) for m in matrices]
-    return (np.concatenate([f[0] for f in factors], axis=1),
-            np.concatenate([f[1] for f in factors]),
-            np.concatenate([f[2] for f in factors], axis=1))
+    U = np.concatenate([f[0] for f in factors], axis=1)
+    s = np.concatenate([f[1] for f in factors])
+    V = np.concatenate([f[2] for f in factors], axis=1)
+    if orthogonalized:
+        U, V = orthogonalize(U), orthogonalize(V)
+    return U, s, V
 
 
 def layer_interference(
-    task_vectors: Sequence[Mapping[str, Any]], k: int | None = None
+    task_vectors: Sequence[Mapping[str, Any]], k: int | None = None, *,
+    orthogonalized: bool = False,
 ) -> dict[str, float]:
-    """STI of all tasks together, per 2-D layer (k triplets per task, default ⌊r/T⌋)."""
+    """STI of all tasks together, per 2-D layer (k triplets per task, default ⌊r/T⌋);
+    ``orthogonalized=True``: after TSV-M's orthogonalisation of the concatenated factors."""
     out = {}
     for name, value in task_vectors[0].items():
         if as_matrix(value).ndim == 2:
-            factors = _concatenated([tv[name] for tv in task_vectors], k)
+            factors = _concatenated([tv[name] for tv in task_vectors], k, orthogonalized)
             out[name] = singular_task_interference(*factors)
     return out
 

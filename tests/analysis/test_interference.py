@@ -47,3 +47,21 @@ def test_truncated_factors_reconstruct() -> None:
     U, s, V = truncated_factors(matrix, 2)
     assert U.shape == (8, 2) and s.shape == (2,) and V.shape == (5, 2)
     np.testing.assert_allclose(U @ np.diag(s) @ V.T, matrix, atol=1e-12)
+
+
+def test_tsv_m_orthogonalisation_removes_the_interference() -> None:
+    import torch
+
+    from merge3.analysis.interference import _concatenated
+    from merge3.methods.tsv import tsv_merge_matrix
+
+    rng = np.random.default_rng(2)
+    shared = rng.normal(size=(24, 16))
+    tasks = [{"w": shared + 0.3 * rng.normal(size=(24, 16))} for _ in range(3)]
+    before = layer_interference(tasks, k=4)["w"]
+    after = layer_interference(tasks, k=4, orthogonalized=True)["w"]
+    assert before > 1.0 and after < 1e-9 * before
+    # the orthogonalised factors are the ones TSV-M sums
+    U, s, V = _concatenated([t["w"] for t in tasks], 4, orthogonalized=True)
+    merged = tsv_merge_matrix([torch.from_numpy(t["w"]) for t in tasks], 4)
+    np.testing.assert_allclose(U @ np.diag(s) @ V.T, merged.numpy(), atol=1e-10)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import sqlite3
 import threading
@@ -16,6 +15,7 @@ from search.run import run_search
 from search.tracking import TrackingError
 from tests.mlflow_server import start_mlflow, stop_mlflow, wait_for
 from tests.search.test_search import search_config
+from tests.search.two_node import run_two_node
 
 
 def _complete(db: Path) -> int:
@@ -51,65 +51,18 @@ def test_a_hung_worker_is_replaced_and_its_candidate_retried(search_setting, ray
     assert "merge3.failed_attempts" not in runs[1][0].data.tags
 
 
-@pytest.fixture
-def cluster_with_spare_node(ray_local):
-    import ray
-    from ray.cluster_utils import Cluster
-
-    ray.shutdown()
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    cluster = Cluster(initialize_head=True, connect=False, head_node_args={
-        "num_cpus": 2, "node_ip_address": "127.0.0.1", "include_dashboard": False,
-        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
-                           "health_check_timeout_ms": 500}})
-    worker = cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1")
-    cluster.wait_for_nodes()
-    yield cluster, worker
-    ray.shutdown()
-    cluster.shutdown()
-    from search.workers import init_ray
-
-    init_ray(None, num_cpus=2)
-
-
-@pytest.mark.cluster
-def test_losing_a_node_mid_search(search_setting, cluster_with_spare_node, tmp_path):
-    import psutil
-    import ray
-
-    cluster, worker_node = cluster_with_spare_node
+def test_losing_a_node_mid_search(search_setting, tmp_path):
+    """The worker node is killed (raylet and workers) after 3 candidates; the search
+    completes on the head node (in a process of its own: tests/search/two_node.py)."""
     config = search_config(search_setting, name="node-loss",
                            strategy={"population": 4, "generations": 4})
     config["workers"] = {"count": 2, "cpus": 1, "timeout": 60}
-    run_dir = tmp_path / "run"
-    box: dict = {}
-
-    def search() -> None:
-        try:
-            box["outcome"] = run_search(parse_config(config), run_dir, progress=False,
-                                        address=cluster.address)
-        except BaseException as err:  # surfaced by the assertion below
-            box["error"] = err
-
-    thread = threading.Thread(target=search)
-    thread.start()
-    wait_for(lambda: _complete(run_dir / "optuna.db") >= 3, 300, "3 finished candidates")
-    doomed = worker_node.unique_id
-    # kill the whole node: its raylet and every worker process it started
-    victims = [p for p in psutil.process_iter(["cmdline"])
-               if any(doomed in part for part in (p.info["cmdline"] or []))]
-    cluster.remove_node(worker_node, allow_graceful=False)
-    for process in victims:
-        if process.is_running():
-            process.kill()
-    thread.join(timeout=600)
-    assert not thread.is_alive(), "the search hung after the node was lost"
-    assert "error" not in box, box.get("error")
-    outcome = box["outcome"]
-    assert outcome.evaluated + outcome.failed == 16
-    assert outcome.evaluated >= 14  # at most the candidates in flight on the lost node fail
-    alive = [n for n in ray.nodes() if n["Alive"]]
-    assert len(alive) == 1
+    summary = run_two_node("node-loss", config, tmp_path)
+    assert not summary["hung"], "the search hung after the node was lost"
+    assert summary["error"] is None, summary["error"]
+    assert summary["evaluated"] + summary["failed"] == 16
+    assert summary["evaluated"] >= 14  # at most the candidates in flight on the lost node fail
+    assert summary["alive_after"] == 1
 
 
 def _free_port() -> int:

@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/setup_vllm.sh
+bash scripts/setup_browser.sh  # Debian's chromium for tests/ui (the MLflow UI test)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

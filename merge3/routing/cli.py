@@ -20,12 +20,7 @@ if TYPE_CHECKING:
     from merge3.routing.evaluator import MassEvaluator
 
 __all__ = ["add_route_arguments", "parse_experts", "wants_routing", "make_routed_evaluator",
-           "routing_summary", "EXAMPLE"]
-
-EXAMPLE = """\
-  merge3 eval zoo:minilm/base --tasks "$MERGE3_HOME/minilm/demo/tasks" --route mass \\
-      --route-experts zoo:minilm/expert/exception_type,zoo:minilm/expert/word_order \\
-      --log-samples runs/eval --model-name mass"""
+           "routing_summary"]
 
 
 def add_route_arguments(parser: argparse.ArgumentParser) -> None:

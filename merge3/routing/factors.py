@@ -12,7 +12,7 @@ factor and merge arithmetic is ``merge3.methods.tsv``'s.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -112,14 +112,19 @@ class TaskFactors:
                 + sum(d.numel() for ds in self.dense.values() for d in ds))
 
     # -- merges -------------------------------------------------------------------------
-    def merged_delta(self, tasks: Sequence[str], alpha: float = 1.0) -> dict[str, torch.Tensor]:
-        """α·TSV-M of the selected tasks' factors, per changed tensor (float32)."""
+    def merged_delta(self, tasks: Sequence[str], alpha: float = 1.0,
+                     names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """α·TSV-M of the selected tasks' factors, per changed tensor (float32); only the
+        changed tensors among ``names`` when given."""
         chosen = sorted({self.index(t) for t in tasks})
         if not chosen:
             raise RoutingError("An empty task set cannot be merged.",
                                fix="select at least one task.")
+        wanted = None if names is None else set(names)
         out: dict[str, torch.Tensor] = {}
         for name, factors in self.low_rank.items():
+            if wanted is not None and name not in wanted:
+                continue
             active = [factors[i] for i in chosen if bool(factors[i].s.any())]
             if not active:  # the selected tasks left this matrix alone
                 out[name] = torch.zeros_like(self.base[name], dtype=torch.float32)
@@ -132,13 +137,16 @@ class TaskFactors:
                                        torch.cat([f.v for f in active], 1))
             out[name] = alpha * merged
         for name, deltas in self.dense.items():
-            out[name] = alpha * sum(deltas[i] for i in chosen) / len(chosen)
+            if wanted is None or name in wanted:
+                out[name] = alpha * sum(deltas[i] for i in chosen) / len(chosen)
         return out
 
-    def merged_state(self, tasks: Sequence[str], alpha: float = 1.0) -> dict[str, torch.Tensor]:
-        """θ_0 + α·TSV-M(selected tasks) for every changed tensor, in θ_0's dtype."""
+    def merged_state(self, tasks: Sequence[str], alpha: float = 1.0,
+                     names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """θ_0 + α·TSV-M(selected tasks) for every changed tensor (among ``names``), in
+        θ_0's dtype."""
         return {name: (self.base[name].float() + delta).to(self.base[name].dtype)
-                for name, delta in self.merged_delta(tasks, alpha).items()}
+                for name, delta in self.merged_delta(tasks, alpha, names).items()}
 
 
 def _factor(delta: torch.Tensor, k: int) -> LowRank:

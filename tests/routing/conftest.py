@@ -26,3 +26,10 @@ def mass_evaluator(zoo: Path, zoo_tasks: list[str]) -> MassEvaluator:
 def test_items(zoo: Path) -> list:
     """Every test item of every zoo task (100 per task)."""
     return [item for task in load_tasks([zoo / "tasks"]) for item in task.items]
+
+
+@pytest.fixture(scope="session")
+def evaluated(mass_evaluator: MassEvaluator, test_items: list) -> tuple[list, object]:
+    """MASS's results on every test item, and the routing of the first pass."""
+    results = mass_evaluator.evaluate(test_items)
+    return results, mass_evaluator.last_routing

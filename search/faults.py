@@ -9,16 +9,32 @@ Declared in a search config under ``workers.fault``:
 ``hang`` (the worker sleeps ``seconds``, past the pool's timeout). ``keys``: the trial
 numbers to fail (all when omitted); ``attempts``: which attempts fail (default: the
 first only, so the retry on another worker succeeds; ``[1, 2]`` fails the retry too).
+
+The driver itself can be killed at a chosen point, as ``kill -9`` would: set
+``MERGE3_FAULT_KILL_AT=STAGE:N`` and the ``merge3 search`` process SIGKILLs itself the
+N-th time (counted from its start) it reaches STAGE:
+
+- ``ask``: a generation's candidates were asked from the study, none is evaluated yet;
+- ``evaluate``: a candidate's result arrived, before it is told to the study (other
+  candidates are still in flight on the workers);
+- ``log``: the candidate's MLflow run was created, its metrics and status not yet logged;
+- ``generation``: every candidate of a generation is finished, its front not yet logged.
+
+Unset (the default), :func:`kill_point` does nothing.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FaultInjector", "InjectedFault"]
+__all__ = ["FaultInjector", "InjectedFault", "kill_point", "KILL_ENV", "KILL_STAGES"]
+
+KILL_ENV = "MERGE3_FAULT_KILL_AT"
+KILL_STAGES = ("ask", "evaluate", "log", "generation")
 
 
 class InjectedFault(RuntimeError):
@@ -44,3 +60,28 @@ class FaultInjector:
         if self.mode == "exit":
             os._exit(17)
         time.sleep(self.seconds)
+
+
+_reached: dict[str, int] = {}
+
+
+def _kill_spec() -> tuple[str, int] | None:
+    spec = os.environ.get(KILL_ENV)
+    if not spec:
+        return None
+    stage, _, count = spec.partition(":")
+    if stage not in KILL_STAGES or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"bad {KILL_ENV}={spec!r}: STAGE:N with STAGE one of "
+                         f"{', '.join(KILL_STAGES)} and N >= 1")
+    return stage, int(count)
+
+
+def kill_point(stage: str) -> None:
+    """SIGKILL this process the N-th time it reaches ``stage`` if ``MERGE3_FAULT_KILL_AT``
+    asks for it (see the module docstring); otherwise nothing."""
+    spec = _kill_spec()
+    if spec is None:
+        return
+    _reached[stage] = _reached.get(stage, 0) + 1
+    if spec == (stage, _reached[stage]):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -25,6 +25,7 @@ from merge3.errors import RecipeError
 from merge3.genome import Genome
 from merge3.merging import resolve_model
 from search.config import SearchConfig
+from search.faults import kill_point
 from search.fitness import Fitness, full_accuracy, recalibrate_banks
 from search.pareto import front_table, hypervolume, pareto_mask, plot_front
 from search.strategy import GENERATION, PARENTS, fail_interrupted, make_sampler, open_study
@@ -204,7 +205,11 @@ def run_search(
         log.warning("resumed: %d candidates in flight at the kill were marked FAIL: %s",
                     len(interrupted), interrupted)
     for record in finished_records(study, objectives):
-        tracker.log_candidate(record)  # idempotent catch-up
+        tracker.log_candidate(record)  # idempotent catch-up; completes runs a kill cut short
+    orphans = tracker.reconcile()
+    if orphans:
+        log.warning("resumed: MLflow runs of trials %s were left RUNNING by the kill and are "
+                    "marked KILLED (their trials are not finished in the study)", orphans)
 
     budget = strategy.population * strategy.generations
     started_ray = init_ray(address or config.workers.address)
@@ -222,12 +227,32 @@ def run_search(
                       timeout=config.workers.timeout, retries=config.workers.retries)
     items = fitness.items_for_candidate()
     finished = len(finished_records(study, objectives))
+
+    def finish_generation(generation: int) -> int:
+        """Log the generation's front, score it fully when due; note it in the state."""
+        _log_generation(study, objectives, tracker, run_dir, generation)
+        count = 0
+        every = config.fitness.full_every
+        if every and (generation + 1) % every == 0:
+            count = _evaluate_front_fully(
+                study, objectives, pool, fitness, tracker, run_dir, generation,
+                recalibrate=config.fitness.recalibrate and config.fitness.estimator != "full")
+        state.data["generations_done"] = generation + 1
+        state.save()
+        return count
+
     bar = tqdm(total=budget, initial=finished, desc="search", unit="cand", disable=not progress)
     item_evaluations = 0
     try:
+        reached = finished // strategy.population
+        if finished % strategy.population == 0 and reached > state.data.get(
+                "generations_done", 0):
+            # killed at a generation boundary: do what that boundary does
+            item_evaluations += finish_generation(reached - 1)
         while finished < budget:
-            batch = min(strategy.population, budget - finished)
+            # a generation cut short by a kill is completed first: fronts stay per generation
             generation = finished // strategy.population
+            batch = min(strategy.population * (generation + 1), budget) - finished
             trials, jobs = [], []
             for _ in range(batch):
                 trial = study.ask()
@@ -240,11 +265,13 @@ def run_search(
                     trial.set_user_attr(GENERATION, generation)
                 trials.append(trial)
                 jobs.append((trial.number, recipe, items))
+            kill_point("ask")
             by_number = {t.number: t for t in trials}
 
             def on_result(result: CandidateResult, by_number=by_number,
                           generation=generation) -> None:
                 nonlocal finished, item_evaluations
+                kill_point("evaluate")
                 trial = by_number[result.key]
                 trial.set_user_attr("worker", result.worker)
                 trial.set_user_attr("attempts", result.attempts)
@@ -274,12 +301,8 @@ def run_search(
                     bar.set_postfix(gen=generation, front=len(front), best_mean=f"{best:.3f}")
 
             pool.run(jobs, on_result)
-            _log_generation(study, objectives, tracker, run_dir, generation)
-            every = config.fitness.full_every
-            if every and (generation + 1) % every == 0:
-                item_evaluations += _evaluate_front_fully(
-                    study, objectives, pool, fitness, tracker, run_dir, generation,
-                    recalibrate=config.fitness.recalibrate and config.fitness.estimator != "full")
+            kill_point("generation")
+            item_evaluations += finish_generation(generation)
         records = finished_records(study, objectives)
         front = front_of(records, objectives)
         _log_lineage(records, front, tracker, run_dir)

@@ -3,8 +3,9 @@
 The Optuna study is the source of truth (every finished candidate's genome, estimates,
 standard errors and parents are stored on its trial); MLflow is a view of it that can
 always be rebuilt. Each candidate is logged once, keyed by its trial number, so
-logging after a resume is idempotent, runs left RUNNING by a killed driver are marked
-KILLED, and a tracking server that was unreachable is caught up later.
+logging after a resume is idempotent, a run a killed driver left RUNNING is completed
+from the study (tagged ``merge3.reconciled``; marked KILLED if its trial is not finished),
+and a tracking server that was unreachable is caught up later.
 
 Candidate run: params = genome genes; metrics = ``est/<task>``, ``stderr/<task>``,
 ``items_evaluated``, ``wall_seconds``; tags = ``merge3.trial``, ``merge3.generation``,
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from merge3.errors import Merge3Error
+from search.faults import kill_point
 
 __all__ = ["Tracker", "TrackingError"]
 
@@ -50,6 +52,7 @@ class Tracker:
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         self._trial_runs: dict[int, str] = {}
+        self._unfinished: dict[int, str] = {}  # trial -> run a kill left RUNNING
 
     # -- robustness: a down tracking server must not stop the search ------------------------
     def _call(self, action: Callable[[], Any]) -> Any:
@@ -115,7 +118,8 @@ class Tracker:
         return self._call(action)
 
     def _index_existing(self) -> None:
-        """Map trial numbers to runs already logged; mark runs a kill left RUNNING."""
+        """Map trial numbers to runs already logged; note the runs a kill left RUNNING
+        (their logging is completed by :meth:`log_candidate`, see :meth:`reconcile`)."""
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}'",
@@ -126,10 +130,26 @@ class Tracker:
             if trial is None:
                 continue
             if run.info.status == "RUNNING":
-                self.client.set_terminated(run.info.run_id, status="KILLED")
-                self.client.set_tag(run.info.run_id, "merge3.reconciled", "killed mid-log")
+                self.client.set_tag(run.info.run_id, "merge3.reconciled",
+                                    "killed mid-log; completed from the study on resume")
+                self._unfinished.setdefault(int(trial), run.info.run_id)
                 continue
             self._trial_runs.setdefault(int(trial), run.info.run_id)
+
+    def reconcile(self) -> list[int]:
+        """Mark KILLED the runs a kill left RUNNING whose trial :meth:`log_candidate` did not
+        complete (a trial the study does not hold as finished); their trial numbers."""
+        left = sorted(self._unfinished)
+        for trial in left:
+            run_id = self._unfinished.pop(trial)
+
+            def action(run_id=run_id) -> None:
+                self.client.set_tag(run_id, "merge3.reconciled",
+                                    "killed mid-log; its trial is not finished in the study")
+                self.client.set_terminated(run_id, status="KILLED")
+
+            self._call(action)
+        return left
 
     def _find_trial_run(self, trial: int) -> str | None:
         runs = self.client.search_runs(
@@ -154,8 +174,9 @@ class Tracker:
                 return
             from mlflow.entities import Metric, RunTag
 
-            # a call that failed may still have reached the server: reuse what it created
-            existing = self._find_trial_run(trial) if retried[0] else None
+            # a run a kill left RUNNING, or one a failed call created anyway: complete it
+            existing = self._unfinished.pop(trial, None) or (
+                self._find_trial_run(trial) if retried[0] else None)
             retried[0] = True
 
             parents = record.get("parents") or []
@@ -174,6 +195,7 @@ class Tracker:
                 tags["merge3.error"] = str(record["error"])[:500]
             run_id = existing or self.client.create_run(
                 self.experiment_id, run_name=f"trial-{trial}", tags=tags).info.run_id
+            kill_point("log")
             now = int(time.time() * 1000)
             metrics = [Metric(f"est/{k}", float(v), now, 0)
                        for k, v in record.get("values", {}).items()]

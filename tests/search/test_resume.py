@@ -1,18 +1,25 @@
-"""`kill -9` of a running `merge3 search`, then `--resume`: no finished evaluation is lost."""
+"""`kill -9` of a running `merge3 search`, then `--resume`: no finished evaluation is lost.
+
+One kill comes from outside at a moment the test picks by watching the study; the
+others are the driver killing itself at seeded random points (search/faults.py's
+``MERGE3_FAULT_KILL_AT``): during evaluation, during MLflow logging, at a generation
+boundary. The helpers are shared with benchmarks/reliability/report.py.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 
 import yaml
 from mlflow.tracking import MlflowClient
 
+from search.config import parse_config
+from search.run import run_search
+from tests.reliability.kills import driver, kill_and_resume, tally
 from tests.search.test_search import search_config
 
 
@@ -27,12 +34,6 @@ def _complete(db) -> int:
         return 0
 
 
-def _run(args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "merge3.cli", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            **kwargs)
-
-
 def test_kill_9_then_resume_loses_nothing(search_setting, ray_local, tmp_path):
     address = ray_local.get_runtime_context().gcs_address
     config = search_config(search_setting, name="killed",
@@ -41,18 +42,18 @@ def test_kill_9_then_resume_loses_nothing(search_setting, ray_local, tmp_path):
     config_path.write_text(yaml.safe_dump(config))
     run_dir = tmp_path / "run"
     args = ["search", str(config_path), "--run-dir", str(run_dir), "--address", address, "-q"]
-    driver = _run(args)
+    process = driver(args)
     deadline = time.monotonic() + 300
     while _complete(run_dir / "optuna.db") < 6:
-        assert driver.poll() is None, driver.stdout.read()
+        assert process.poll() is None, process.stdout.read()
         assert time.monotonic() < deadline, "search made no progress"
         time.sleep(0.2)
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
     done_before = _complete(run_dir / "optuna.db")
     assert 6 <= done_before < 16
 
-    resumed = _run([*args, "--resume"])
+    resumed = driver([*args, "--resume"])
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
     with sqlite3.connect(run_dir / "optuna.db") as conn:
@@ -70,3 +71,54 @@ def test_kill_9_then_resume_loses_nothing(search_setting, ray_local, tmp_path):
     completed = {n for n, s in states.items() if s == "COMPLETE"}
     assert completed <= set(finished)
     assert all(r.info.status != "RUNNING" for r in runs)
+
+
+def test_killed_at_random_points_resume_matches_an_uninterrupted_run(search_setting, ray_local,
+                                                                     tmp_path):
+    """Three self-kills (evaluation, MLflow logging, generation boundary; in a seeded
+    order at seeded counts), each followed by --resume: the same finished evaluations
+    as the same search run without a kill, one MLflow run per finished candidate."""
+    import random
+
+    population, generations = 3, 3
+    budget = population * generations
+    config = search_config(search_setting, name="kill-points",
+                           strategy={"population": population, "generations": generations})
+    config_path = tmp_path / "search.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "killed"
+    address = ray_local.get_runtime_context().gcs_address
+    args = ["search", str(config_path), "--run-dir", str(run_dir), "--address", address, "-q"]
+    stages = random.Random(9).sample(["evaluate", "log", "generation"], 3)
+    kills, final = kill_and_resume(args, run_dir, study="kill-points", budget=budget,
+                                   population=population, stages=stages, seed=9)
+    assert [k.point.split(":")[0] for k in kills] == stages, [
+        (k.point, k.finished_before, k.finished_after, round(k.seconds)) for k in kills]
+    assert all(k.killed for k in kills), [(k.point, k.output[-3000:]) for k in kills]
+    assert final.returncode == 0, final.stdout[-3000:]
+    print("kills:", [(k.point, k.finished_before, k.finished_after, round(k.seconds))
+                     for k in kills])
+
+    reference = run_search(parse_config(config), tmp_path / "uninterrupted", progress=False)
+    expected = tally(tmp_path / "uninterrupted", "kill-points", "kill-points")
+    got = tally(run_dir, "kill-points", "kill-points")
+    assert reference.evaluated + reference.failed == expected.finished == budget
+    assert got.finished == expected.finished
+    assert got.item_evaluations == expected.item_evaluations > 0
+    assert got.running == 0
+    # MLflow: one run per finished candidate, none for the candidates a kill cut short
+    assert sorted(got.runs_per_trial) == sorted(
+        t.number for t in _finished_trials(run_dir, "kill-points"))
+    assert set(got.runs_per_trial.values()) == {1}
+    assert set(got.run_states) <= {"FINISHED", "FAILED"}
+    assert got.reconciled == 1  # the run the logging kill cut short, completed on resume
+    # the generation-boundary kill's front is logged on resume, like every other one
+    fronts = sorted(p.name for p in (run_dir / "fronts").glob("front_gen*.md"))
+    assert fronts == [f"front_gen{g:03d}.md" for g in range(generations)]
+
+
+def _finished_trials(run_dir, study):
+    from tests.reliability.kills import load_trials
+
+    return [t for t in load_trials(run_dir, study)
+            if t.state.name in ("COMPLETE", "FAIL") and not t.user_attrs.get("interrupted")]

@@ -1,0 +1,144 @@
+"""``kill -9`` of a real ``merge3 search`` process at chosen points, then ``--resume``.
+
+The driver kills itself where ``MERGE3_FAULT_KILL_AT=STAGE:N`` says (search/faults.py):
+while candidates are evaluated, while a candidate is being logged to MLflow, at a
+generation boundary, or just after a generation was asked. The points are drawn from a
+seeded RNG over the stages and counts each process can still reach, so a plan is
+reproducible. Used by tests/search/test_resume.py and benchmarks/reliability/report.py.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from search.faults import KILL_ENV, KILL_STAGES
+
+
+def driver(args: list[str], kill_at: str | None = None) -> subprocess.Popen:
+    """Start ``merge3 ARGS`` as a process of its own (killed at ``kill_at`` if given)."""
+    env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
+    if kill_at:
+        env[KILL_ENV] = kill_at
+    return subprocess.Popen([sys.executable, "-m", "merge3.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def load_trials(run_dir: Path, study: str):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{run_dir / 'optuna.db'}"
+    if not (run_dir / "optuna.db").exists():
+        return []
+    try:
+        return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # killed before the study was created
+        return []
+
+
+@dataclass
+class Tally:
+    """What a search directory holds: the study's trials and the MLflow candidate runs."""
+
+    finished: int  # distinct finished evaluations: COMPLETE, or FAIL not cut by a kill
+    complete: int
+    interrupted: int  # in flight at a kill: marked FAIL on resume, asked again
+    running: int  # left RUNNING (in flight at a kill not yet resumed)
+    item_evaluations: int  # anchor items scored by the finished candidates
+    runs_per_trial: dict[int, int] = field(default_factory=dict)  # MLflow runs per trial
+    run_states: Counter = field(default_factory=Counter)  # MLflow candidate-run statuses
+    reconciled: int = 0  # runs a kill left RUNNING, completed (or marked) on resume
+
+
+def tally(run_dir: Path, study: str, experiment: str) -> Tally:
+    from mlflow.tracking import MlflowClient
+
+    trials = load_trials(run_dir, study)
+    cut = {t.number for t in trials if t.user_attrs.get("interrupted")}
+    done = [t for t in trials if t.state.name in ("COMPLETE", "FAIL") and t.number not in cut]
+    out = Tally(
+        finished=len(done),
+        complete=sum(t.state.name == "COMPLETE" for t in trials),
+        interrupted=len(cut),
+        running=sum(t.state.name == "RUNNING" for t in trials),
+        item_evaluations=sum(int(t.user_attrs.get("items_evaluated") or 0) for t in done),
+    )
+    if not (run_dir / "mlflow.db").exists():
+        return out
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return out
+    runs = client.search_runs([found.experiment_id], filter_string="tags.`merge3.trial` != ''",
+                              max_results=50_000)
+    out.runs_per_trial = dict(Counter(int(r.data.tags["merge3.trial"]) for r in runs))
+    out.run_states = Counter(r.info.status for r in runs)
+    out.reconciled = sum("merge3.reconciled" in r.data.tags for r in runs)
+    return out
+
+
+def pick_kill(rng: random.Random, *, finished: int, budget: int, population: int,
+              stage: str | None = None, kills_after: int = 0) -> str:
+    """A ``STAGE:N`` that a driver resuming with ``finished`` candidates done will reach
+    (``stage`` given: only N is drawn). With ``kills_after`` more kills to come, the point
+    finishes at most a fair share of the remaining candidates, so they can happen."""
+    remaining = budget - finished
+    # generations left to finish (one cut short by a kill counts): the driver's iterations
+    generations = -(-budget // population) - finished // population
+    reachable = {"ask": generations, "evaluate": remaining, "log": remaining,
+                 "generation": generations}
+    if kills_after:
+        # candidates finished before the kill: ask N -> < (N-1) * population,
+        # evaluate N -> N-1, log N -> N, generation N -> <= N * population
+        share = max(1, remaining // (kills_after + 1))
+        caps = {"ask": share // population + 1, "evaluate": share + 1, "log": share,
+                "generation": share // population}
+        reachable = {s: min(n, max(1, caps[s])) for s, n in reachable.items()}
+    if stage is None:
+        stage = rng.choice([s for s in KILL_STAGES if reachable[s] >= 1])
+    return f"{stage}:{rng.randint(1, reachable[stage])}"
+
+
+@dataclass
+class Kill:
+    point: str  # STAGE:N
+    killed: bool  # the process died of SIGKILL
+    finished_before: int
+    finished_after: int
+    seconds: float = 0.0  # from the driver's start to its death
+    output: str = ""
+
+
+def kill_and_resume(args: list[str], run_dir: Path, *, study: str, budget: int,
+                    population: int, stages: list[str | None], seed: int,
+                    timeout: float = 600) -> tuple[list[Kill], subprocess.CompletedProcess]:
+    """Run ``merge3 search ARGS`` and kill it once per entry of ``stages`` (a stage, or
+    None for a random one) at a seeded random count, resuming after each; then resume to
+    the end. The kills and the last run's result."""
+    rng = random.Random(seed)
+    done: list[Kill] = []
+    for number, stage in enumerate(stages):
+        before = tally(run_dir, study, study).finished if number else 0
+        if before >= budget:  # the last kill came after the last candidate
+            break
+        point = pick_kill(rng, finished=before, budget=budget, population=population,
+                          stage=stage, kills_after=len(stages) - number - 1)
+        started = time.monotonic()
+        process = driver([*args, *(["--resume"] if number else [])], kill_at=point)
+        output, _ = process.communicate(timeout=timeout)
+        done.append(Kill(point, process.returncode == -signal.SIGKILL, before,
+                         tally(run_dir, study, study).finished, time.monotonic() - started,
+                         output))
+        if not done[-1].killed:
+            break
+    process = driver([*args, "--resume"])
+    output, _ = process.communicate(timeout=timeout)
+    return done, subprocess.CompletedProcess(process.args, process.returncode, output)

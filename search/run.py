@@ -27,7 +27,7 @@ from merge3.merging import resolve_model
 from search.config import SearchConfig
 from search.faults import kill_point
 from search.fitness import Fitness, full_accuracy, recalibrate_banks
-from search.pareto import front_table, hypervolume, pareto_mask, plot_front
+from search.pareto import close_call, front_table, hypervolume, pareto_mask, plot_front
 from search.strategy import GENERATION, PARENTS, fail_interrupted, make_sampler, open_study
 from search.tracking import Tracker
 from search.workers import CandidateResult, WorkerPool, WorkerSpec, init_ray
@@ -80,6 +80,7 @@ def trial_record(trial, objectives: list[str]) -> dict[str, Any]:
         "failures": attrs.get("failures", []),
         "error": attrs.get("error"),
         "recipe": attrs.get("recipe"),
+        "rescored": bool(attrs.get("rescored")),
     }
 
 
@@ -158,7 +159,9 @@ def run_search(
                     fixed=config.fixed, dtype=config.dtype)
     fitness = Fitness(objectives, config.fitness.estimator, config.fitness.item_bank,
                       config.fitness.anchors, config.fitness.anchor_method,
-                      config.fitness.seed, experts={k: k for k in experts})
+                      config.fitness.seed, experts={k: k for k in experts},
+                      rescore_items=(config.fitness.rescore_items
+                                     if config.fitness.estimator != "full" else 0))
     # everything is checked before the run directory is created: bad input leaves nothing
     run_dir.mkdir(parents=True, exist_ok=True)
     state = _State(run_dir)
@@ -267,12 +270,21 @@ def run_search(
                 jobs.append((trial.number, recipe, items))
             kill_point("ask")
             by_number = {t.number: t for t in trials}
+            recipes = {job[0]: job[1] for job in jobs}
+            first_pass: dict[int, CandidateResult] = {}  # close calls awaiting more items
 
-            def on_result(result: CandidateResult, by_number=by_number,
-                          generation=generation) -> None:
+            def on_result(result: CandidateResult, by_number=by_number, recipes=recipes,
+                          first_pass=first_pass, generation=generation) -> list | None:
                 nonlocal finished, item_evaluations
                 kill_point("evaluate")
                 trial = by_number[result.key]
+                earlier = first_pass.pop(result.key, None)
+                if earlier is not None:  # the close call's extra items came back (or failed)
+                    result = _combine(earlier, result)
+                elif not result.error and _is_close_call(fitness, result, study, objectives,
+                                                         multi, config.fitness.rescore_margin):
+                    first_pass[result.key] = result
+                    return [(result.key, recipes[result.key], fitness.rescore_items_for())]
                 trial.set_user_attr("worker", result.worker)
                 trial.set_user_attr("attempts", result.attempts)
                 trial.set_user_attr("wall_seconds", result.seconds)
@@ -282,7 +294,9 @@ def run_search(
                     trial.set_user_attr("error", result.error)
                     study.tell(trial, state=_fail())
                 else:
-                    scores = fitness.score(result.responses)
+                    scores = fitness.score(result.responses, extended=earlier is not None)
+                    if earlier is not None:
+                        trial.set_user_attr("rescored", True)
                     estimates = {t: s.estimate for t, s in scores.items()}
                     trial.set_user_attr("estimates", estimates)
                     trial.set_user_attr("stderr", {t: s.stderr for t, s in scores.items()})
@@ -363,6 +377,42 @@ def _evaluate_front_fully(study, objectives: list[str], pool: WorkerPool, fitnes
         for task, path in recalibrate_banks(fitness, evaluated, run_dir / "banks").items():
             tracker.log_artifact(path, f"item_banks/gen{generation:03d}/{task}")
     return count
+
+
+def _is_close_call(fitness: Fitness, result: CandidateResult, study, objectives: list[str],
+                   multi: bool, margin: float) -> bool:
+    """Whether a first-pass result is dominated but within ``margin`` standard errors of
+    the current front (then it is re-scored on more items before it is told)."""
+    if not fitness.extra_items:
+        return False
+    scores = fitness.score(result.responses)
+    front = front_of(finished_records(study, objectives), objectives)
+    if not front:
+        return False
+    if multi:
+        return close_call([scores[t].estimate for t in objectives],
+                          [scores[t].stderr for t in objectives],
+                          np.array([[r["values"][t] for t in objectives] for r in front]),
+                          margin)
+    mean = float(np.mean([scores[t].estimate for t in objectives]))
+    stderr = float(np.sqrt(np.sum([scores[t].stderr ** 2 for t in objectives]))) / len(objectives)
+    return close_call([mean], [stderr], np.array([[max(r["mean_estimate"] for r in front)]]),
+                      margin)
+
+
+def _combine(first: CandidateResult, more: CandidateResult) -> CandidateResult:
+    """A close call's anchor answers plus its extra items; if the extra items failed, the
+    anchors alone (the candidate keeps its first-pass score)."""
+    from dataclasses import replace
+
+    if more.error:
+        log.warning("re-scoring trial %s failed (%s); its anchor estimate stands",
+                    first.key, more.error)
+        return replace(first, failures=first.failures + more.failures)
+    responses = {t: {**first.responses.get(t, {}), **more.responses.get(t, {})}
+                 for t in set(first.responses) | set(more.responses)}
+    return replace(first, responses=responses, seconds=first.seconds + more.seconds,
+                   attempts=max(first.attempts, more.attempts))
 
 
 def _fail():

@@ -78,11 +78,10 @@ def _recalibration(summary) -> str:  # noqa: ANN001
 def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
                  command: str = "", machine: str = "") -> Path:
     """Write results.csv, summary.csv, report.md and mae_vs_k.png into ``out_dir``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure without pyplot: no backend switch in the caller's process (a notebook keeps
+    # its inline plots)
     import pandas as pd
+    from matplotlib.figure import Figure
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,8 +120,8 @@ def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
 
     n_cols = 2 if len(splits) > 1 else 1
     n_rows = -(-len(splits) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(6 * n_cols, 4 * n_rows), sharey=True,
-                             squeeze=False)
+    fig = Figure(figsize=(6 * n_cols, 4 * n_rows))
+    axes = fig.subplots(n_rows, n_cols, sharey=True, squeeze=False)
     for ax in axes.flat[len(splits):]:
         ax.set_visible(False)
     for ax, split in zip(axes.flat, splits):
@@ -146,5 +145,4 @@ def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "mae_vs_k.png", dpi=110)
-    plt.close(fig)
     return report

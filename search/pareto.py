@@ -69,14 +69,14 @@ def plot_front(values: np.ndarray, objectives: list[str], path: Path, *,
                title: str = "", highlight: np.ndarray | None = None,
                references: dict[str, Sequence[float]] | None = None) -> Path:
     """Scatter of candidates (first two objectives, or mean vs each for > 2) with the front."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure without pyplot: no backend switch in the caller's process (a notebook keeps
+    # its inline plots)
+    from matplotlib.figure import Figure
 
     values = np.asarray(values, dtype=float)
     mask = pareto_mask(values) if highlight is None else highlight
-    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=110)
+    fig = Figure(figsize=(5.5, 4.5), dpi=110)
+    ax = fig.subplots()
     if values.shape[1] >= 2:
         x, y, xl, yl = values[:, 0], values[:, 1], objectives[0], objectives[1]
     else:
@@ -94,5 +94,4 @@ def plot_front(values: np.ndarray, objectives: list[str], path: Path, *,
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
     return path

@@ -10,6 +10,8 @@ the test with the cell's traceback. The wall time of each notebook is printed.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -66,3 +68,28 @@ def test_notebook_runs(name: str, merge3_home: Path, tmp_path: Path,
             print(f"\n{name}: {seconds:.0f} s wall (executed copy: {tmp_path / name})")
     outputs = tmp_path / "outputs" / Path(name).stem
     assert outputs.is_dir() and any(outputs.iterdir()), f"{name} wrote nothing to {outputs}"
+    figures = sum("image/png" in output.get("data", {}) for cell in notebook.cells
+                  if cell.cell_type == "code" for output in cell.outputs)
+    assert figures > 0, (f"{name} showed no figure: did something switch matplotlib's "
+                         "backend to Agg in the kernel?")
+
+
+def test_library_figures_leave_a_notebooks_backend_alone(tmp_path: Path) -> None:
+    # merge3 draws its PNGs on Figure objects; a matplotlib.use("Agg") inside the library
+    # would silence every later inline plot of the notebook that called it
+    code = f"""
+import matplotlib
+matplotlib.use("pdf")  # stands for the notebook's inline backend
+from pathlib import Path
+import numpy as np
+from merge3.analysis.plots import plot_objective
+from search.pareto import plot_front
+out = Path({str(tmp_path)!r})
+plot_front(np.array([[0.5, 0.6], [0.6, 0.5], [0.4, 0.4]]), ["a", "b"], out / "f.png")
+plot_objective({{"c2m3": [1.0, 2.0]}}, out / "o.png")
+print(matplotlib.get_backend())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().lower() == "pdf"
+    assert (tmp_path / "f.png").stat().st_size > 1000 and (tmp_path / "o.png").exists()

@@ -33,6 +33,12 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_mlflow(port: int, store: Path, artifacts: Path | None = None) -> subprocess.Popen:
     """Start a server over a SQLite store; return once it answers ``/health``.
 
@@ -45,8 +51,10 @@ def start_mlflow(port: int, store: Path, artifacts: Path | None = None) -> subpr
                "--workers", "1", "--backend-store-uri", f"sqlite:///{store}"]
     if artifacts is not None:
         command += ["--artifacts-destination", str(artifacts)]
+    # no telemetry: the network is closed, and the UI test must not wait on it
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+                               start_new_session=True, env=env)
     try:
         wait_for(lambda: healthy(port) or process.poll() is not None, 120, "the MLflow server")
     except AssertionError:

@@ -57,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="items per forward pass (default: the backend's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run Python code shipped in the model directory (config.json "
+                        "auto_map); off by default: only for code you have read and trust")
     from merge3.routing.cli import add_route_arguments
 
     add_route_arguments(parser)
@@ -80,7 +83,7 @@ def run_eval(args: argparse.Namespace) -> int:
         tasks = [Task(t.spec, t.source, t.items[: args.limit]) for t in tasks]
     items = [item for task in tasks for item in task.items]
     options = {"tokenizer": args.tokenizer, "device": args.device, "dtype": args.dtype,
-               "progress": not args.no_progress}
+               "progress": not args.no_progress, "trust_remote_code": args.trust_remote_code}
     if args.batch_size:
         options["batch_size"] = args.batch_size
     start = time.perf_counter()
@@ -88,6 +91,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from merge3.routing.cli import make_routed_evaluator, routing_summary, wants_routing
 
     routed = wants_routing(args)
+    if routed and args.trust_remote_code:
+        raise Merge3Error("--trust-remote-code does not apply to routed evaluation (--route).",
+                          fix="route models that transformers loads natively.")
     if routed:
         evaluator, default_name = make_routed_evaluator(args)
     else:

@@ -15,6 +15,7 @@ from evaluators.protocol import CausalLMEvaluator, check_model_dir, load_tokeniz
 from evaluators.requests import LoglikelihoodRequest
 from evaluators.scoring import cut_at_stop, score_classification
 from evaluators.weights import copy_state_into
+from merge3.remote_code import check_remote_code
 
 if TYPE_CHECKING:
     import torch
@@ -80,13 +81,17 @@ class HFCausalLM(CausalLMEvaluator):
         dtype: str = "auto",
         batch_size: int = 32,
         progress: bool = False,
+        trust_remote_code: bool = False,
     ) -> None:
         from transformers import AutoModelForCausalLM
 
         self.model_path = check_model_dir(model_path)
-        self.tokenizer = load_tokenizer(model_path, tokenizer)
+        check_remote_code(self.model_path, trust_remote_code)
+        self.tokenizer = load_tokenizer(model_path, tokenizer,
+                                        trust_remote_code=trust_remote_code)
         self.device, self.dtype = resolve_device_dtype(device, dtype)
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=self.dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            str(model_path), dtype=self.dtype, trust_remote_code=trust_remote_code)
         self.model.to(self.device).eval()
         config = self.model.config
         self.max_length = int(
@@ -188,13 +193,17 @@ class HFEncoder:
         dtype: str = "auto",
         batch_size: int = 64,
         progress: bool = False,
+        trust_remote_code: bool = False,
     ) -> None:
         from transformers import AutoModel
 
         self.model_path = check_model_dir(model_path)
-        self.tokenizer = load_tokenizer(model_path, tokenizer)
+        check_remote_code(self.model_path, trust_remote_code)
+        self.tokenizer = load_tokenizer(model_path, tokenizer,
+                                        trust_remote_code=trust_remote_code)
         self.device, self.dtype = resolve_device_dtype(device, dtype)
-        self.model = AutoModel.from_pretrained(str(model_path), dtype=self.dtype)
+        self.model = AutoModel.from_pretrained(str(model_path), dtype=self.dtype,
+                                               trust_remote_code=trust_remote_code)
         self.model.to(self.device).eval()
         self.max_length = int(getattr(self.model.config, "max_position_embeddings", 512))
         self.batch_size = batch_size

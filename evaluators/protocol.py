@@ -18,6 +18,7 @@ from evaluators.errors import EvaluatorError, ModelLoadError
 from evaluators.items import GenerationSpec, Item, ItemResult
 from evaluators.requests import LoglikelihoodRequest, generation_prompt, loglikelihood_requests
 from evaluators.scoring import score_generative, score_multiple_choice
+from merge3.remote_code import check_remote_code
 
 if TYPE_CHECKING:
     import torch
@@ -56,8 +57,10 @@ def check_model_dir(model_path: str | Path) -> Path:
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt")
 
 
-def load_tokenizer(model_path: str | Path, tokenizer_path: str | Path | None = None):
-    """Load the model's tokenizer (from ``tokenizer_path`` or the model directory)."""
+def load_tokenizer(model_path: str | Path, tokenizer_path: str | Path | None = None, *,
+                   trust_remote_code: bool = False):
+    """Load the model's tokenizer (from ``tokenizer_path`` or the model directory); code
+    shipped with it runs only with ``trust_remote_code`` (merge3.remote_code)."""
     source = Path(tokenizer_path) if tokenizer_path is not None else Path(model_path)
     if not any((source / f).is_file() for f in _TOKENIZER_FILES):
         raise ModelLoadError(
@@ -68,8 +71,10 @@ def load_tokenizer(model_path: str | Path, tokenizer_path: str | Path | None = N
         )
     from transformers import AutoTokenizer
 
+    check_remote_code(source, trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        tokenizer = AutoTokenizer.from_pretrained(str(source),
+                                                  trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise ModelLoadError(
             f"Cannot load the tokenizer of {str(model_path)!r} from {str(source)!r}: {err}.",

@@ -19,6 +19,7 @@ from evaluators.protocol import CausalLMEvaluator, check_model_dir, load_tokeniz
 from evaluators.requests import LoglikelihoodRequest
 from evaluators.scoring import cut_at_stop
 from evaluators.weights import state_to_bytes
+from merge3.remote_code import check_remote_code
 
 if TYPE_CHECKING:
     import torch
@@ -57,13 +58,16 @@ class VLLMEvaluator(CausalLMEvaluator):
         batch_size: int = 256,
         progress: bool = False,
         seed: int = 0,
+        trust_remote_code: bool = False,
         **options,
     ) -> None:
         vllm = import_vllm()
         import json
 
         self.model_path = check_model_dir(model_path)
-        self.tokenizer = load_tokenizer(model_path, tokenizer)
+        check_remote_code(self.model_path, trust_remote_code)
+        self.tokenizer = load_tokenizer(model_path, tokenizer,
+                                        trust_remote_code=trust_remote_code)
         config = json.loads((self.model_path / "config.json").read_text())
         self.max_length = int(
             config.get("max_position_embeddings") or config.get("n_positions") or 2048
@@ -82,6 +86,7 @@ class VLLMEvaluator(CausalLMEvaluator):
             enforce_eager=options.pop("enforce_eager", True),
             max_model_len=options.pop("max_model_len", self.max_length),
             worker_extension_cls=_SWAP_EXTENSION,
+            trust_remote_code=trust_remote_code,
             **options,
         )
         self._sampling_params = vllm.SamplingParams

@@ -44,7 +44,10 @@ def _search(args: argparse.Namespace) -> int:
     print(f"\n{outcome.evaluated} candidates evaluated ({outcome.failed} failed), "
           f"{outcome.item_evaluations} item evaluations this session")
     _print_front(outcome.front, objectives)
-    print(f"\nMLflow: mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1"
+    from search.tracking import redact_credentials
+
+    uri = redact_credentials(outcome.tracking_uri)
+    print(f"\nMLflow: mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
           f"  (experiment {outcome.experiment!r})")
     print(f"export a member: merge3 export {run_dir} --trial N OUT_DIR")
     return 0

@@ -44,6 +44,7 @@ class EvaluationSpec(_Strict):
     dtype: str = "float32"
     batch_size: int = Field(64, ge=1)
     limit: int | None = Field(None, ge=1)  # at most this many items per task (full evals)
+    trust_remote_code: bool = False  # run Python code shipped in the model dir (auto_map)
 
 
 class FitnessSpec(_Strict):

@@ -24,12 +24,13 @@ from tqdm.auto import tqdm
 from merge3.errors import RecipeError
 from merge3.genome import Genome
 from merge3.merging import resolve_model
+from merge3.remote_code import check_remote_code
 from search.config import SearchConfig
 from search.faults import kill_point
 from search.fitness import Fitness, full_accuracy, recalibrate_banks
 from search.pareto import close_call, front_table, hypervolume, pareto_mask, plot_front
 from search.strategy import GENERATION, PARENTS, fail_interrupted, make_sampler, open_study
-from search.tracking import Tracker
+from search.tracking import Tracker, redact_credentials
 from search.workers import CandidateResult, WorkerPool, WorkerSpec, init_ray
 
 __all__ = ["run_search", "SearchOutcome", "finished_records", "STATE_FILE"]
@@ -105,7 +106,9 @@ _ABSOLUTE = re.compile(r"(?<![\w:/.…])(/[^\s'\",:]+)")
 
 def portable_text(text: str) -> str:
     """``text`` with absolute paths made relative to the working directory, or reduced to
-    ``…/<name>`` outside it: artifacts shared through MLflow carry no machine paths."""
+    ``…/<name>`` outside it, and URL passwords replaced by ``***``: artifacts shared
+    through MLflow carry no machine paths and no credentials."""
+    text = redact_credentials(text)
     cwd = Path.cwd().resolve()
 
     def shorten(match: re.Match[str]) -> str:
@@ -162,6 +165,9 @@ def run_search(
                       config.fitness.seed, experts={k: k for k in experts},
                       rescore_items=(config.fitness.rescore_items
                                      if config.fitness.estimator != "full" else 0))
+    evaluated_model = base_model or experts[next(iter(experts))]
+    if config.evaluation.backend in ("hf", "vllm"):
+        check_remote_code(evaluated_model, config.evaluation.trust_remote_code)
     # everything is checked before the run directory is created: bad input leaves nothing
     run_dir.mkdir(parents=True, exist_ok=True)
     state = _State(run_dir)
@@ -222,10 +228,11 @@ def run_search(
 
         gpus = 1.0 if torch.cuda.is_available() else 0.0
     count = config.workers.count or _default_workers(gpus, config.workers.cpus)
-    spec = WorkerSpec(base_model or experts[next(iter(experts))], experts, tasks,
+    spec = WorkerSpec(evaluated_model, experts, tasks,
                       backend=config.evaluation.backend, device=config.evaluation.device,
                       dtype=config.evaluation.dtype, batch_size=config.evaluation.batch_size,
-                      threads=max(1, int(config.workers.cpus)), fault=config.workers.fault)
+                      threads=max(1, int(config.workers.cpus)), fault=config.workers.fault,
+                      trust_remote_code=config.evaluation.trust_remote_code)
     pool = WorkerPool(spec, count=count, cpus=config.workers.cpus, gpus=gpus,
                       timeout=config.workers.timeout, retries=config.workers.retries)
     items = fitness.items_for_candidate()

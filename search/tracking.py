@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,9 +25,22 @@ from typing import Any
 from merge3.errors import Merge3Error
 from search.faults import kill_point
 
-__all__ = ["Tracker", "TrackingError"]
+__all__ = ["Tracker", "TrackingError", "redact_credentials"]
 
 log = logging.getLogger("merge3.search")
+
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][\w+.-]*://)(?P<userinfo>[^/\s@'\"]+)@")
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with the credentials of every URL replaced by ``***`` (``user:***@`` for
+    ``user:password@``, ``***@`` for a bare token): tracking and storage URIs may carry
+    them, and logs and artifacts must not."""
+    def redact(match: re.Match[str]) -> str:
+        user, colon, _ = match["userinfo"].partition(":")
+        return f"{match['scheme']}{user + ':' if colon else ''}***@"
+
+    return _USERINFO.sub(redact, text)
 
 
 class TrackingError(Merge3Error):
@@ -41,6 +55,9 @@ class Tracker:
         # MLflow's default of minutes of retries per call
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        # MLflow prints "View run ... at: <tracking URI>" per finished run: one line per
+        # candidate, and the URI's password with it
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
@@ -66,7 +83,8 @@ class Tracker:
             self._backlog.append(action)
             if not self._warned:
                 log.warning("MLflow at %s is unreachable (%s); the search goes on and logging "
-                            "catches up when it is back.", self.uri, str(err).splitlines()[0])
+                            "catches up when it is back.", redact_credentials(self.uri),
+                            redact_credentials(str(err).splitlines()[0]))
                 self._warned = True
             return None
 
@@ -87,7 +105,8 @@ class Tracker:
             time.sleep(1.0)
         if self._backlog:
             raise TrackingError(
-                f"{len(self._backlog)} MLflow logging calls could not reach {self.uri}.",
+                f"{len(self._backlog)} MLflow logging calls could not reach "
+                f"{redact_credentials(self.uri)}.",
                 fix="the search results are safe in the Optuna study; rerun with --resume "
                 "once the tracking server is back to log them.",
             )

@@ -34,6 +34,7 @@ class WorkerSpec:
     batch_size: int = 64
     threads: int = 1
     fault: Mapping[str, Any] | None = None
+    trust_remote_code: bool = False  # run code shipped in the model directory (auto_map)
 
 
 @dataclass
@@ -60,11 +61,12 @@ def make_evaluator(spec: WorkerSpec):
         from evaluators.hf import HFEvaluator
 
         return HFEvaluator(spec.base_model, device=spec.device, dtype=spec.dtype,
-                           batch_size=spec.batch_size)
+                           batch_size=spec.batch_size, trust_remote_code=spec.trust_remote_code)
     if spec.backend == "vllm":
         from evaluators.vllm_backend import VLLMEvaluator
 
-        return VLLMEvaluator(spec.base_model, dtype=spec.dtype)
+        return VLLMEvaluator(spec.base_model, dtype=spec.dtype,
+                             trust_remote_code=spec.trust_remote_code)
     module_name, _, attr = spec.backend.partition(":")
     factory = getattr(importlib.import_module(module_name), attr)
     return factory(spec)

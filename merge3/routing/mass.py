@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from merge3.remote_code import check_remote_code
 from merge3.routing.errors import RoutingError
 from merge3.routing.factors import TaskFactors
 from merge3.routing.features import POOLINGS, encode, forward_features
@@ -117,7 +118,7 @@ class MASS:
             base_state, states, k_fraction=(config or MassConfig()).k_fraction)
         del states
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(base))
+            tokenizer = AutoTokenizer.from_pretrained(str(base), trust_remote_code=False)
         except (OSError, ValueError) as err:
             raise RoutingError(f"Cannot load the tokenizer of base model {str(base)!r}: {err}",
                                fix="save the tokenizer beside the base model's weights.") from err
@@ -194,7 +195,9 @@ def load_encoder(path: str | os.PathLike[str]) -> torch.nn.Module:
         raise RoutingError(f"{str(path)!r} is not a Hugging Face model directory (no "
                            "config.json).", fix="pass a directory written by save_pretrained.")
     hf_logging.disable_progress_bar()
-    return AutoModel.from_pretrained(str(path), dtype=torch.float32).eval()
+    check_remote_code(path, trust_remote_code=False)
+    return AutoModel.from_pretrained(str(path), dtype=torch.float32,
+                                     trust_remote_code=False).eval()
 
 
 def load_state(path: str | os.PathLike[str], base: Mapping[str, torch.Tensor],

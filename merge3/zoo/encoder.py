@@ -41,7 +41,7 @@ def load_tokenizer(path: str | Path | None = None):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path or base_model_dir()))
+    return AutoTokenizer.from_pretrained(str(path or base_model_dir()), trust_remote_code=False)
 
 
 def load_encoder(path: str | Path | None = None) -> torch.nn.Module:
@@ -51,7 +51,8 @@ def load_encoder(path: str | Path | None = None) -> torch.nn.Module:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    model = AutoModel.from_pretrained(str(path or base_model_dir()), dtype=torch.float32)
+    model = AutoModel.from_pretrained(str(path or base_model_dir()), dtype=torch.float32,
+                                      trust_remote_code=False)
     return model.eval()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -15,6 +16,9 @@ from search.config import parse_config
 from search.materialize import Materializer
 from search.run import run_search
 from search.strategy import fail_interrupted, make_sampler, open_study
+from tests.reliability.leaks import mlflow_texts, secret_values
+
+PLANTED_SECRET, PLANTED_VALUE = "MERGE3_TEST_API_TOKEN", "tok-7f3a-planted-secret"
 
 
 def search_config(setting, **overrides) -> dict:
@@ -45,8 +49,13 @@ def finished_search(search_setting, ray_local, tmp_path_factory):
     config = search_config(search_setting)
     config["workers"]["fault"] = {"mode": "raise", "keys": [1], "attempts": [1, 2]}
     config["fitness"]["full_every"] = 2  # after generation index 1: full evaluation + recal.
-    outcome = run_search(parse_config(config), run_dir, progress=False,
-                         config_text=yaml.safe_dump(config))
+    # a secret in the driver's environment, as a user's shell has: it must not reach MLflow
+    os.environ[PLANTED_SECRET] = PLANTED_VALUE
+    try:
+        outcome = run_search(parse_config(config), run_dir, progress=False,
+                             config_text=yaml.safe_dump(config))
+    finally:
+        os.environ.pop(PLANTED_SECRET)
     return config, run_dir, outcome
 
 
@@ -179,17 +188,15 @@ def test_front_fully_evaluated_and_banks_recalibrated(finished_search, search_se
     assert run.data.metrics["full/alpha"] == records[0]["accuracy"]["alpha"]
 
 
-def test_no_machine_paths_in_mlflow(finished_search, tmp_path):
-    """Artifacts, params and tags carry no absolute paths (the config has plenty)."""
+def test_no_machine_paths_or_secrets_in_mlflow(finished_search, tmp_path):
+    """Artifacts, params, tags and names carry no absolute paths (the config has plenty)
+    and no value of an environment variable named like a secret (one was planted)."""
     config, run_dir, outcome = finished_search
     machine = str(run_dir.parents[1])
     assert machine in json.dumps(config)  # the config itself is full of them
-    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
-    local = client.download_artifacts(outcome.parent_run_id, "", str(tmp_path))
-    texts = [p.read_text(errors="ignore") for p in tmp_path.rglob("*")
-             if p.is_file() and p.suffix in (".yaml", ".json", ".md", ".jsonl")]
-    assert texts and local
-    experiment = client.get_experiment_by_name("test-search")
-    runs = client.search_runs([experiment.experiment_id])
-    texts += [json.dumps({**r.data.params, **r.data.tags}) for r in runs]
+    texts = mlflow_texts(f"sqlite:///{run_dir / 'mlflow.db'}", "test-search",
+                         outcome.parent_run_id, tmp_path)
+    assert len(texts) > 12 and any("config" in p.name for p in tmp_path.rglob("*.yaml"))
     assert not [t for t in texts if machine in t]
+    secrets = {**secret_values(), PLANTED_SECRET: PLANTED_VALUE}
+    assert not [(name, t[:200]) for name, value in secrets.items() for t in texts if value in t]

@@ -13,7 +13,8 @@ intervals: test items resampled within each task, the same draw for every model.
 
 Usage (from the repo root, with a built demo zoo under $MERGE3_HOME):
     .venv/bin/python benchmarks/search_cost/run.py --work-dir DIR
-    .venv/bin/python benchmarks/search_cost/run.py --report-only   # tables from results.json
+    .venv/bin/python benchmarks/search_cost/run.py --report-only   # tables from the JSON
+Writes results-seed<S>.json and results-seed<S>.md (the tables) next to this file.
 Each arm's search and the full evaluations are cached in DIR, so an interrupted run
 continues where it stopped (an arm cut short mid-search is rerun from scratch: its wall
 time must be one uninterrupted run).
@@ -114,7 +115,7 @@ def run_arm(name: str, config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         return json.loads(summary_path.read_text())
     if run_dir.exists():  # cut short earlier: its wall time would be meaningless
         shutil.rmtree(run_dir)
-    load_before = _load()
+    load_before, machine = _load(), _machine()
     print(f"[{name}] searching ({config['strategy']['population']} × "
           f"{config['strategy']['generations']}), load {load_before}", flush=True)
     start = time.perf_counter()
@@ -139,6 +140,7 @@ def run_arm(name: str, config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "worker_seconds": float(sum(r["wall_seconds"] or 0.0 for r in done)),
         "load_before": load_before,
         "load_after": _load(),
+        "machine": machine,
         "best_trial": best["trial"],
         "front_trials": [r["trial"] for r in front],
         "members": {str(r["trial"]): {"generation": r["generation"], "parents": r["parents"],
@@ -157,10 +159,6 @@ def evaluate_members(arms: dict[str, dict[str, Any]], config: dict[str, Any], wo
                      workers: int) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """Every front member of every arm scored on all test items of the objective tasks
     (cached per arm in ``work/full_responses/<arm>.json``)."""
-    from merge3.merging import resolve_model
-    from search.run import _resolve_task
-    from search.workers import CandidateResult, WorkerPool, WorkerSpec, init_ray
-
     cache_dir = work / "full_responses"
     cache_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
@@ -174,20 +172,36 @@ def evaluate_members(arms: dict[str, dict[str, Any]], config: dict[str, Any], wo
         return out
     print(f"fully evaluating {len(jobs)} front members, load {_load()}", flush=True)
     objectives = config["objectives"]
+
+    def keep(key, responses) -> None:
+        name, trial = key
+        out[name][trial] = responses
+        (cache_dir / f"{name}.json").write_text(json.dumps(out[name]))
+
+    _run_pool(jobs, config, {t: config["tasks"][t] for t in objectives}, workers, keep)
+    return out
+
+
+def _run_pool(jobs: list[tuple[Any, dict[str, Any]]], config: dict[str, Any],
+              task_files: dict[str, str], workers: int, keep) -> None:
+    """Score every ``(key, recipe)`` job on all items of ``task_files`` with the search's
+    own Ray workers; ``keep(key, responses)`` gets each result."""
+    from merge3.merging import resolve_model
+    from search.run import _resolve_task
+    from search.workers import CandidateResult, WorkerPool, WorkerSpec, init_ray
+
     base = str(resolve_model(config["base_model"]))
     experts = {k: str(resolve_model(v)) for k, v in config["experts"].items()}
-    tasks = {t: _resolve_task(config["tasks"][t]) for t in objectives}
+    tasks = {t: _resolve_task(path) for t, path in task_files.items()}
     started = init_ray(None, num_cpus=workers)
     pool = WorkerPool(WorkerSpec(base, experts, tasks, threads=1), count=workers, cpus=1)
-    every_item = dict.fromkeys(objectives)
+    every_item = dict.fromkeys(tasks)
 
     def on_result(result: CandidateResult) -> None:
         if result.error:
             raise RuntimeError(f"full evaluation of {result.key} failed: {result.error}")
-        name, trial = result.key
-        out[name][trial] = result.responses
-        (cache_dir / f"{name}.json").write_text(json.dumps(out[name]))
-        print(f"  {name} trial {trial}: " + ", ".join(
+        keep(result.key, result.responses)
+        print(f"  {result.key}: " + ", ".join(
             f"{t} {np.mean(list(v.values())):.3f}" for t, v in result.responses.items()),
             flush=True)
 
@@ -199,6 +213,47 @@ def evaluate_members(arms: dict[str, dict[str, Any]], config: dict[str, Any], wo
             import ray
 
             ray.shutdown()
+
+
+def held_out(arms: dict[str, dict[str, Any]], config: dict[str, Any], zoo_dir: Path,
+             work: Path, workers: int) -> dict[str, dict[str, dict[str, float]]]:
+    """The searches' best members and the fixed merges (validation-chosen coefficients)
+    on the *validation* items, which no search saw (cached in ``work/validation.json``).
+
+    The fixed merges' recipes are the zoo's own (``recipes/<model>.yaml``; equal weights,
+    so the experts' order does not matter)."""
+    import yaml
+
+    path = work / "validation.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
+    objectives = config["objectives"]
+    jobs = [(f"best/{name}", arm["members"][str(arm["best_trial"])]["recipe"])
+            for name, arm in arms.items()]
+    for label, entry in fixed_merges(zoo_dir, objectives).items():
+        recipe = yaml.safe_load((zoo_dir / "recipes" / f"{entry['validation']['model']}.yaml")
+                                .read_text())
+        jobs.append((f"fixed/{label}", recipe))
+    jobs = [(key, recipe) for key, recipe in jobs if key not in out]
+    if not jobs:
+        return out
+    task_dir = work / "validation_tasks"
+    task_dir.mkdir(parents=True, exist_ok=True)
+    task_files = {}
+    for task in objectives:
+        source = Path(config["tasks"][task])
+        spec = yaml.safe_load(source.read_text())
+        spec["dataset"]["path"] = str((source.parent / spec["dataset"]["path"]).resolve())
+        spec["dataset"]["split"] = "validation"
+        task_files[task] = str(task_dir / f"{task}.yaml")
+        Path(task_files[task]).write_text(yaml.safe_dump(spec, sort_keys=False))
+    print(f"held-out check: {len(jobs)} models on the validation items, load {_load()}",
+          flush=True)
+
+    def keep(key, responses) -> None:
+        out[key] = responses
+        path.write_text(json.dumps(out))
+
+    _run_pool(jobs, config, task_files, workers, keep)
     return out
 
 
@@ -394,6 +449,44 @@ def analyse(arms: dict[str, dict[str, Any]], responses: dict[str, Any], zoo_dir:
             "arms": out_arms}
 
 
+def analyse_held_out(validation: dict[str, Any], zoo_dir: Path, tasks: list[str],
+                     resamples: int) -> dict[str, Any]:
+    """Accuracy on the validation items (paired bootstrap), and a check that the fixed
+    merges rebuilt by the search's workers score what the zoo recorded for them."""
+    population = json.loads((zoo_dir / "population.json").read_text())
+    recorded = {m["name"]: m.get("validation", {}) for m in population["members"]}
+    fixed = fixed_merges(zoo_dir, tasks)
+    first = next(iter(validation.values()))
+    items = {t: sorted(first[t]) for t in tasks}
+    boot = Bootstrap(tasks, items, resamples, seed=1)
+    points, draws = {}, {}
+    for key, responses in validation.items():
+        scores = boot.scores(responses)
+        points[key], draws[key] = boot.point(scores), boot.resampled(scores)
+    models = {key: {"accuracy": {t: float(points[key][j]) for j, t in enumerate(tasks)},
+                    "mean": interval(points[key].mean(), draws[key].mean(1))}
+              for key in validation}
+    mismatch = max(abs(points[f"fixed/{label}"][j]
+                       - recorded[entry["validation"]["model"]][t])
+                   for label, entry in fixed.items() if f"fixed/{label}" in points
+                   for j, t in enumerate(tasks))
+    fixed_keys = [k for k in validation if k.startswith("fixed/")]
+    strongest = max(fixed_keys, key=lambda k: points[k].mean())
+    comparisons = {}
+    for key in validation:
+        if not key.startswith("best/"):
+            continue
+        entry = {"vs_strongest_fixed": interval(points[key].mean() - points[strongest].mean(),
+                                                draws[key].mean(1) - draws[strongest].mean(1))}
+        if key != "best/full" and "best/full" in points:
+            entry["vs_full"] = interval(points[key].mean() - points["best/full"].mean(),
+                                        draws[key].mean(1) - draws["best/full"].mean(1))
+        comparisons[key.split("/", 1)[1]] = entry
+    return {"n_items": {t: len(items[t]) for t in tasks}, "models": models,
+            "strongest_fixed": strongest.split("/", 1)[1], "comparisons": comparisons,
+            "fixed_vs_zoo_record_max_abs_difference": float(mismatch)}
+
+
 # -- the tables -------------------------------------------------------------------------
 def _ci(x: dict[str, float], scale: float = 100, digits: int = 1) -> str:
     return (f"{scale * x['value']:.{digits}f} [{scale * x['low']:.{digits}f}, "
@@ -465,7 +558,38 @@ def format_tables(results: dict[str, Any]) -> str:
             f"{_ci(o['normalized_mean_difference'])} vs {o['strongest_fixed']}; "
             f"{o['p_front_hv_larger']:.2f}; "
             f"{sum(o['fixed_dominated'].values())}/{len(o['fixed_dominated'])} |")
+    h = results.get("held_out")
+    if h:
+        lines += ["", "Held-out check: mean accuracy (%) on the validation items ("
+                  + ", ".join(f"{h['n_items'][t]}" for t in tasks) + " per task), which no "
+                  "search saw. The fixed merges' coefficients were chosen on these very "
+                  "items, so their numbers here are optimistic; the search members' are not. "
+                  "The fixed merges rebuilt by the search's workers match the zoo's recorded "
+                  "validation accuracy to "
+                  f"{100 * h['fixed_vs_zoo_record_max_abs_difference']:.2f} pp.", "",
+                  "| model | " + " | ".join(tasks) + " | mean [95% CI] | Δ vs full-search "
+                  f"best (pp) | Δ vs fixed {h['strongest_fixed']} (pp) |",
+                  "|" + "---|" * (len(tasks) + 4)]
+        for key, m in h["models"].items():
+            kind, name = key.split("/", 1)
+            cmp = h["comparisons"].get(name, {}) if kind == "best" else {}
+            label = f"search best: {name}" if kind == "best" else f"fixed: {name}"
+            lines.append(f"| {label} | " + " | ".join(f"{100 * m['accuracy'][t]:.1f}"
+                                                     for t in tasks)
+                         + f" | {_ci(m['mean'])} | "
+                         + (_ci(cmp["vs_full"]) if "vs_full" in cmp else "")
+                         + " | " + (_ci(cmp["vs_strongest_fixed"]) if cmp else "") + " |")
     return "\n".join(lines) + "\n"
+
+
+def _portable(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A member's recipe with model directories reduced to their zoo names."""
+    out = json.loads(json.dumps(recipe))
+    if out.get("base_model"):
+        out["base_model"] = Path(out["base_model"]).name
+    for entry in out.get("models", []):
+        entry["model"] = Path(entry["model"]).name
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -480,14 +604,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resamples", type=int, default=2000)
-    parser.add_argument("--out", type=Path, default=HERE, help="results.json, results.md")
+    parser.add_argument("--out", type=Path, default=HERE,
+                        help="folder for results-seed<S>.json and .md")
     parser.add_argument("--report-only", action="store_true",
-                        help="rewrite results.md from results.json")
+                        help="rewrite every results-seed*.md from its JSON")
     args = parser.parse_args(argv)
     if args.report_only:
-        results = json.loads((args.out / "results.json").read_text())
-        (args.out / "results.md").write_text(format_tables(results))
-        print(format_tables(results))
+        for path in sorted(args.out.glob("results-seed*.json")):
+            results = json.loads(path.read_text())
+            path.with_suffix(".md").write_text(format_tables(results))
+            print(format_tables(results))
         return 0
     if args.work_dir is None:
         parser.error("--work-dir is needed (unless --report-only)")
@@ -502,13 +628,15 @@ def main(argv: list[str] | None = None) -> int:
     all_tasks = sorted(p.stem for p in (zoo_dir / "tasks").glob("*.yaml"))
     args.tasks = all_tasks if args.tasks == "all" else args.tasks.split(",")
     machine = _machine()
+    work = args.work_dir / f"seed{args.seed}"
     arm_specs = [("full", "full", 0)] + [
         (f"{args.estimator}@{k}", args.estimator, int(k)) for k in args.anchors.split(",")]
     configs, arms = {}, {}
     for name, estimator, k in arm_specs:
         configs[name] = arm_config(zoo_dir, banks, args, estimator, k or 1)
-        arms[name] = run_arm(name, configs[name], args.work_dir / name.replace("@", "-k"))
-    responses = evaluate_members(arms, configs["full"], args.work_dir, args.workers)
+        arms[name] = run_arm(name, configs[name], work / name.replace("@", "-k"))
+    responses = evaluate_members(arms, configs["full"], work, args.workers)
+    validation = held_out(arms, configs["full"], zoo_dir, work, args.workers)
     experts = len(configs["full"]["experts"])
     genes = sum((experts if group.get("per") == "model" else 1) * group.get("layer_groups", 1)
                 for group in configs["full"]["genome"].values())
@@ -523,13 +651,17 @@ def main(argv: list[str] | None = None) -> int:
                     "seed": args.seed, "workers": args.workers, "genes": genes,
                     "method": "tsv_m", "estimator": args.estimator},
         "analysis": analyse(arms, responses, zoo_dir, args.tasks, args.resamples),
+        "held_out": analyse_held_out(validation, zoo_dir, args.tasks, args.resamples),
         "fronts": {name: {"best_trial": arm["best_trial"], "front_trials": arm["front_trials"],
-                          "fitness": {t: arm["members"][t]["values"] for t in arm["members"]}}
+                          "fitness": {t: arm["members"][t]["values"] for t in arm["members"]},
+                          "recipes": {t: _portable(arm["members"][t]["recipe"])
+                                      for t in arm["members"]}}
                    for name, arm in arms.items()},
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "results.md").write_text(format_tables(results))
+    stem = args.out / f"results-seed{args.seed}"
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    stem.with_suffix(".md").write_text(format_tables(results))
     print(format_tables(results))
     return 0
 

@@ -174,8 +174,6 @@ def test_candidate_page_shows_its_parent_tags_and_links_to_the_search_run(page,
         tag = tags.filter(has=page.get_by_title(key, exact=True)).last  # chips nest
         expect(tag).to_be_visible()
         expect(tag).to_have_text(f"{key}: {value}")
-    for parent_run_id in parent_runs:
-        assert len(parent_run_id) == 32  # an MLflow run id, which the tag shows in full
 
     parent_link = page.get_by_test_id("key-value-Parent run").get_by_role("link")
     expect(parent_link).to_have_text("ui-search")

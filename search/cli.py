@@ -54,18 +54,38 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _print_front(front: list[dict[str, Any]], objectives: list[str]) -> None:
+    """The front as a table that fits the terminal: accuracies in %, ± one s.e.
+
+    With many objectives the columns are T1, T2, ... (a legend follows) and each cell
+    puts its standard error on a second line.
+    """
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Pareto front (estimated accuracy ± s.e.)")
-    for column in ("trial", "gen", *objectives, "mean", "parents"):
-        table.add_column(column, justify="right")
+    console = Console()
+    wide = sum(max(len(t), 8) + 3 for t in objectives) + 32 <= console.width
+    labels = list(objectives) if wide else [f"T{i}" for i in range(1, len(objectives) + 1)]
+    table = Table(title="Pareto front: estimated accuracy % ± s.e., best mean first",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("trial", justify="right")
+    table.add_column("gen", justify="right")
+    for label in labels:
+        table.add_column(label, justify="right", no_wrap=True)
+    table.add_column("mean", justify="right", style="bold")
+    table.add_column("parents", justify="right", no_wrap=True)
+    joiner = "±" if wide else "\n[dim]±"
     for row in sorted(front, key=lambda r: -r["mean_estimate"]):
         table.add_row(str(row["trial"]), str(row["generation"]),
-                      *[f"{row['values'][t]:.3f} ± {row['stderr'].get(t, 0):.3f}"
+                      *[f"{100 * row['values'][t]:.1f}{joiner}"
+                        f"{100 * row['stderr'].get(t, 0):.1f}" + ("" if wide else "[/dim]")
                         for t in objectives],
-                      f"{row['mean_estimate']:.3f}", ",".join(map(str, row["parents"] or [])))
-    Console().print(table)
+                      f"{100 * row['mean_estimate']:.1f}",
+                      ",".join(map(str, row["parents"] or [])) or "-")
+    console.print(table)
+    if not wide:
+        console.print("  " + "; ".join(f"{label} {name}" for label, name
+                                       in zip(labels, objectives)), style="dim")
 
 
 def _open(run_dir: Path):

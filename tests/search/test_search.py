@@ -124,6 +124,11 @@ def test_pareto_and_export(finished_search, tmp_path, capsys, search_setting):
     assert main(["pareto", str(run_dir), "--json"]) == 0
     front = json.loads(capsys.readouterr().out)
     assert {r["trial"] for r in front} == {r["trial"] for r in outcome.front}
+    assert main(["pareto", str(run_dir)]) == 0  # the table a terminal user sees
+    table = capsys.readouterr().out
+    assert "Pareto front" in table and "alpha" in table and "beta" in table
+    for row in outcome.front:
+        assert f"{100 * row['values']['alpha']:.1f}±{100 * row['stderr']['alpha']:.1f}" in table
     member = front[0]["trial"]
     out = tmp_path / "exported"
     assert main(["export", str(run_dir), "--trial", str(member), str(out), "-q"]) == 0

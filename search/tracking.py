@@ -117,9 +117,14 @@ class Tracker:
         def action() -> str:
             experiment = self.client.get_experiment_by_name(self.experiment_name)
             if experiment is None:
+                # a local store keeps artifacts in the run directory; a tracking server
+                # keeps them where it serves them from (the driver's disk may be another
+                # machine's, and the UI could not show the fronts)
+                local = self.uri.split(":", 1)[0] in ("sqlite", "file") or "://" not in self.uri
                 self.experiment_id = self.client.create_experiment(
                     self.experiment_name,
-                    artifact_location=(self.run_dir / "mlartifacts").resolve().as_uri(),
+                    artifact_location=((self.run_dir / "mlartifacts").resolve().as_uri()
+                                       if local else None),
                 )
             else:
                 self.experiment_id = experiment.experiment_id

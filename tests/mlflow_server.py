@@ -49,8 +49,8 @@ def start_mlflow(port: int, store: Path, artifacts: Path | None = None) -> subpr
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     command = [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
                "--workers", "1", "--backend-store-uri", f"sqlite:///{store}"]
-    if artifacts is not None:
-        command += ["--artifacts-destination", str(artifacts)]
+    # artifacts beside the store, never in the server's working directory
+    command += ["--artifacts-destination", str(artifacts or store.parent / "mlartifacts")]
     # no telemetry (the network is closed); no job runner: its 7 background processes
     # (GenAI jobs, not needed for tracking) slowed the start by 10-15 s on 2 busy cores
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",

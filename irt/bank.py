@@ -113,20 +113,57 @@ def load_bank(directory: str | Path) -> ItemBank:
                                     f"{path}`.")
     try:
         header = json.loads(header_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ItemBankError(f"{header_path} is not UTF-8 text.",
+                            fix="recalibrate the bank.") from None
     except json.JSONDecodeError as err:
         raise ItemBankError(f"{header_path}, line {err.lineno}: invalid JSON ({err.msg}).",
                             fix="recalibrate the bank.") from None
+    if not isinstance(header, dict):
+        raise ItemBankError(f"{header_path} does not hold a JSON object.",
+                            fix="recalibrate the bank.")
     if header.get("format") != BANK_FORMAT:
         raise ItemBankError(f"{header_path}: format {header.get('format')!r}, expected "
                             f"{BANK_FORMAT!r}.", fix="recalibrate with this merge3 version.")
-    with np.load(arrays_path) as data:
-        arrays = {k: data[k] for k in data.files}
+    for key in ("item_ids", "item_tasks", "model_ids"):
+        if not isinstance(header.get(key), list):
+            raise ItemBankError(f"{header_path}: {key!r} is missing or not a list.",
+                                fix="recalibrate the bank.")
+    if not isinstance(header.get("metadata", {}), dict):
+        raise ItemBankError(f"{header_path}: 'metadata' is not a JSON object.",
+                            fix="recalibrate the bank.")
+    arrays = _read_arrays(arrays_path)
     validation = {k.removeprefix("validation_"): v for k, v in arrays.items()
                   if k.startswith("validation_")}
-    bank = ItemBank(ItemParams(arrays["alpha"], arrays["beta"]), tuple(header["item_ids"]),
-                    tuple(header["item_tasks"]), tuple(header["model_ids"]), arrays["theta"],
-                    arrays["responses"], header.get("metadata", {}), validation)
-    if bank.n_items != len(bank.item_ids) or bank.theta.shape[0] != len(bank.model_ids):
+    try:
+        bank = ItemBank(ItemParams(arrays["alpha"], arrays["beta"]), tuple(header["item_ids"]),
+                        tuple(header["item_tasks"]), tuple(header["model_ids"]),
+                        arrays["theta"], arrays["responses"], header.get("metadata", {}),
+                        validation)
+        consistent = (bank.n_items == len(bank.item_ids) == len(bank.item_tasks)
+                      and bank.theta.shape[0] == len(bank.model_ids)
+                      and bank.responses.shape == (len(bank.model_ids), bank.n_items))
+    except (ValueError, IndexError, TypeError):
+        consistent = False
+    if not consistent:
         raise ItemBankError(f"{path}: params.npz and bank.json disagree on the sizes.",
                             fix="recalibrate the bank.")
     return bank
+
+
+def _read_arrays(arrays_path: Path) -> dict[str, np.ndarray]:
+    """The arrays of ``params.npz`` (never unpickled), or an error naming the file."""
+    import zipfile
+
+    try:
+        with np.load(arrays_path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile) as err:
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ItemBankError(f"{arrays_path} cannot be read as an .npz archive ({reason}).",
+                            fix="recalibrate the bank.") from None
+    missing = [k for k in ("alpha", "beta", "theta", "responses") if k not in arrays]
+    if missing:
+        raise ItemBankError(f"{arrays_path} lacks the array(s) {', '.join(missing)}.",
+                            fix="recalibrate the bank.")
+    return arrays

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,16 +102,33 @@ def _long_table_records(path: Path):  # noqa: ANN202 - pandas DataFrame
     import pandas as pd
 
     suffix = path.suffix.lower()
+    sep = "\t" if suffix == ".tsv" else ","
     try:
         if suffix == ".parquet":
             frame = pd.read_parquet(path)
             first_line, unit = 0, "row"  # parquet rows are numbered from 1
         else:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False,
-                                sep="\t" if suffix == ".tsv" else ",")
+            # a row longer than the header: pandas would shift it into the index (or, with
+            # index_col=False, drop the extra fields) and read wrong columns silently
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep,
+                                    index_col=False)
             first_line, unit = 1, "line"  # the header is line 1
+    except (pd.errors.ParserWarning, pd.errors.ParserError) as err:
+        line, fields, width = _first_long_row(path, sep)
+        if line is None:
+            raise ResponseFileError(path, f"cannot be read as a table "
+                                          f"({' '.join(str(err).split())}).",
+                                    fix="write a CSV or parquet file with columns "
+                                        "model,item,score[,task].") from None
+        raise ResponseFileError(path, f"{fields} fields where the header has {width}.",
+                                line=line, fix="give every row the header's columns "
+                                "(model,item,score[,task]); quote values holding the "
+                                "separator.") from None
     except Exception as err:  # pandas raises many types; all mean "unreadable"
-        raise ResponseFileError(path, f"cannot be read as a table ({err}).",
+        raise ResponseFileError(path, f"cannot be read as a table "
+                                      f"({' '.join(str(err).split())}).",
                                 fix="write a CSV or parquet file with columns "
                                     "model,item,score[,task].") from None
     missing = [c for c in ("model", "item", "score") if c not in frame.columns]
@@ -150,6 +168,19 @@ def _long_table_records(path: Path):  # noqa: ANN202 - pandas DataFrame
     return pd.DataFrame({"model": model.to_numpy(dtype=object), "item": key.to_numpy(dtype=object),
                          "task": task.to_numpy(dtype=object), "score": score,
                          "where": where.to_numpy(dtype=object)})
+
+
+def _first_long_row(path: Path, sep: str) -> tuple[int | None, int, int]:
+    """(line, fields, header fields) of the first row longer than the header."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        rows = csv.reader(handle, delimiter=sep)
+        width = len(next(rows, []))
+        for row in rows:
+            if len(row) > width:
+                return rows.line_num, len(row), width
+    return None, 0, width
 
 
 def load_long_table(path: str | Path, binarize: bool = True) -> ResponseMatrix:

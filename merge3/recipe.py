@@ -158,6 +158,9 @@ def read_yaml_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]
     except OSError as err:
         raise RecipeError(f"Cannot read {what} {path}: {err.strerror}.",
                           fix="check the path.") from err
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"{path} is not UTF-8 text (byte {err.start}).",
+                          fix=f"save the {what} as UTF-8 YAML.") from None
     except yaml.YAMLError as err:
         raise RecipeError(f"{path} is not valid YAML: {_one_line(err)}.",
                           fix="fix the YAML syntax.") from err

@@ -161,6 +161,12 @@ def _responses(tmp: Path, text: str, name: str = "responses.csv") -> Path:
     return path
 
 
+def _binary(tmp: Path, name: str, data: bytes) -> Path:
+    path = tmp / name
+    path.write_bytes(data)
+    return path
+
+
 def _good_rows(models: int = 6, items: int = 8, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
     return [f"m{m},q{i},{int(rng.random() < 0.3 + 0.1 * m)}"
@@ -184,6 +190,15 @@ def _bank_version(tmp: Path, ctx: dict):
     meta.write_text(json.dumps(data))
     responses = _responses(tmp, "model,item,score\nx,alpha/alpha-000,1\n")
     return ["irt", "estimate", str(bank), str(responses)], None, r"bank.*(format|version)"
+
+
+def _bank_arrays_corrupt(tmp: Path, ctx: dict):
+    bank = tmp / "bank"
+    shutil.copytree(ctx["search"]["banks"] / "alpha", bank)
+    blob = (bank / "params.npz").read_bytes()
+    (bank / "params.npz").write_bytes(blob[: len(blob) // 2])
+    responses = _responses(tmp, "model,item,score\nx,alpha/alpha-000,1\n")
+    return ["irt", "estimate", str(bank), str(responses)], None, r"params.npz cannot be read"
 
 
 def _unknown_items(tmp: Path, ctx: dict):
@@ -283,6 +298,9 @@ CASES: list[Case] = [
             {"sources": [{"model": "a", "layer_range": [0, 2]}]},
             {"sources": [{"model": "b", "layer_range": [2, 4]}]}]},
         pattern=r"merges whole models")),
+    Case("recipe is not UTF-8 text", "recipe", lambda t, c: (
+        ["merge", str(_binary(t, "r.yaml", b"merge_method: \xff\xfe ties\n")), str(t / "m"),
+         "-q"], t / "m", r"r.yaml is not UTF-8")),
     Case("recipe is not valid YAML", "recipe", lambda t, c: (
         ["merge", str(_responses(t, "merge_method: [ties", "r.yaml")), str(t / "m"), "-q"],
         t / "m", r"r.yaml is not valid YAML")),
@@ -317,6 +335,9 @@ CASES: list[Case] = [
     Case("score outside [0, 1]", "responses", _calibrate_case(
         lambda: "model,item,score\n" + "\n".join(_good_rows()) + "\nm1,q9,7\n",
         r"responses.csv.*(line|row) \d+")),
+    Case("row with more fields than the header", "responses", _calibrate_case(
+        lambda: "model,item,score\n" + "\n".join(_good_rows()) + "\nm1,q9,1,0.5\n",
+        r"responses.csv, line 50: 4 fields where the header has 3")),
     Case("duplicate rows", "responses", _calibrate_case(
         lambda: "model,item,score\n" + "\n".join(_good_rows() + _good_rows()[:1]) + "\n",
         r"responses.csv.*duplicate")),
@@ -325,6 +346,7 @@ CASES: list[Case] = [
         r"samples_arc.jsonl.*line 2", name="samples_arc.jsonl")),
     # -- item banks and anchors ----------------------------------------------------------------
     Case("item bank of another format version", "item bank", _bank_version),
+    Case("item bank arrays truncated", "item bank", _bank_arrays_corrupt),
     Case("responses share no item with the bank", "item bank", _unknown_items),
     Case("anchor item not in the task", "evaluation", _anchors_unknown),
     Case("task file with missing fields", "evaluation", _task_missing_fields),

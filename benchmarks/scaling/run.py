@@ -68,6 +68,36 @@ def _machine() -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d %H:%M %Z"), "uptime_at_start": uptime}
 
 
+def _probe_work(iterations: int) -> float:
+    """A fixed amount of single-threaded torch work (matrix products); its wall time."""
+    import torch
+
+    torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(384, 384, generator=generator)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        a = torch.tanh(a @ a * 0.05)
+    return time.perf_counter() - start
+
+
+def machine_parallelism(workers: int, iterations: int = 3000) -> dict[str, float]:
+    """How much faster ``workers`` plain processes get through the same work than one,
+    right now: the ceiling for any worker pool on this machine (no Ray involved)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers) as pool:
+        pool.map(_probe_work, [50] * workers)  # start-up and warm-up
+        start = time.perf_counter()
+        pool.map(_probe_work, [iterations])
+        one = time.perf_counter() - start
+        start = time.perf_counter()
+        pool.map(_probe_work, [iterations] * workers, chunksize=1)
+        many = time.perf_counter() - start
+    return {"one_seconds": one, "many_seconds": many, "speedup": workers * one / many}
+
+
 def candidates(anchors: int, count: int, seed: int) -> tuple[Any, list[dict[str, Any]],
                                                              dict[str, list[str]]]:
     """The worker spec, ``count`` random candidate recipes, and the anchor items."""
@@ -201,6 +231,7 @@ def format_tables(results: dict[str, Any]) -> str:
              "| setting | workers | evaluations / min (median; each round) | speedup | "
              "efficiency (target ≥ 0.8) | seconds per candidate | 1-min load during timing |",
              "|---|---|---|---|---|---|---|"]
+    probes = results.get("probes", [])
     for row in results["summary"]:
         where = "one node" if row["setting"] == "local" else "two-node loopback cluster"
         lines.append(
@@ -209,6 +240,13 @@ def format_tables(results: dict[str, Any]) -> str:
             f"{row['speedup']:.2f}× | {row['efficiency']:.2f} | "
             f"{row['candidate_seconds_mean']:.1f} | "
             + ", ".join(f"{x:.1f}" for x in row["load_at_timing"]) + " |")
+    if probes:
+        workers = max(row["workers"] for row in results["summary"])
+        lines += ["", f"Machine ceiling (no Ray): {workers} plain processes doing a fixed "
+                  "single-threaded torch workload finished "
+                  + ", ".join(f"{p['speedup']:.2f}×" for p in probes)
+                  + f" the work of one in the same time (one per round; {workers}× on "
+                  "idle cores)."]
     return "\n".join(lines) + "\n"
 
 
@@ -239,8 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = [("local", 1), ("local", args.workers)]
     if not args.no_cluster:
         settings.append(("cluster", args.workers))
-    runs = []
+    runs, probes = [], []
     for round_ in range(args.rounds):
+        probe = machine_parallelism(args.workers)
+        probe.update(round=round_ + 1, load=_load())
+        probes.append(probe)
+        print(f"round {round_ + 1}: {args.workers} plain processes do "
+              f"{probe['speedup']:.2f}× the work of one (machine ceiling)", flush=True)
         for kind, workers in settings:
             print(f"round {round_ + 1}: {kind}, {workers} worker(s), load {_load()}", flush=True)
             run = measure(kind, workers, spec, recipes, items, warm)
@@ -256,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                            + (" --no-cluster" if args.no_cluster else "")),
                "candidates": args.candidates, "rounds": args.rounds,
                "items_per_candidate": runs[0]["items_per_candidate"],
-               "runs": runs, "summary": summarise(runs)}
+               "runs": runs, "probes": probes, "summary": summarise(runs)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "results.md").write_text(format_tables(results))

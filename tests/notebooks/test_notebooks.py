@@ -2,10 +2,11 @@
 without outputs.
 
 Each notebook runs in a fresh Jupyter kernel (nbclient) whose working directory is the
-test's temporary directory (the notebooks write only under ``./outputs``) and which
-inherits this process's environment, so ``MERGE3_HOME`` points it at the session's test
-zoo: the notebooks find the zoo the way a user's session does. A cell that raises fails
-the test with the cell's traceback. The wall time of each notebook is printed.
+test's temporary directory (the notebooks write only under ``./runs``, which git ignores)
+and which inherits this process's environment, so ``MERGE3_HOME`` points it at the
+session's test zoo: the notebooks find the zoo the way a user's session does. A cell that
+raises fails the test with the cell's traceback. The wall time of each notebook is
+printed.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def test_notebook_runs(name: str, merge3_home: Path, tmp_path: Path,
         nbformat.write(notebook, tmp_path / name)  # the executed copy, for a look
         with capsys.disabled():
             print(f"\n{name}: {seconds:.0f} s wall (executed copy: {tmp_path / name})")
-    outputs = tmp_path / "outputs" / Path(name).stem
+    outputs = tmp_path / "runs" / Path(name).stem
     assert outputs.is_dir() and any(outputs.iterdir()), f"{name} wrote nothing to {outputs}"
     figures = sum("image/png" in output.get("data", {}) for cell in notebook.cells
                   if cell.cell_type == "code" for output in cell.outputs)

@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +30,48 @@ def driver(args: list[str], kill_at: str | None = None) -> subprocess.Popen:
         env[KILL_ENV] = kill_at
     return subprocess.Popen([sys.executable, "-m", "merge3.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+class Descendants:
+    """Watch a process's descendants (its local Ray: GCS, raylet, agents, workers) while it
+    runs, then how long they outlive it: ``lingered`` seconds after its death until the
+    last one exited (None while any is alive ``patience`` seconds after)."""
+
+    def __init__(self, process: subprocess.Popen, patience: float = 300.0) -> None:
+        self.process, self.patience = process, patience
+        self.seen: dict[int, str] = {}
+        self.lingered: float | None = None
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _alive(self) -> list[int]:
+        import psutil
+
+        alive = []
+        for pid in self.seen:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.Error:
+                continue
+        return alive
+
+    def _watch(self) -> None:
+        import psutil
+
+        while self.process.poll() is None:
+            try:
+                for child in psutil.Process(self.process.pid).children(recursive=True):
+                    self.seen.setdefault(child.pid, child.name())
+            except psutil.Error:
+                pass
+            time.sleep(0.5)
+        died = time.monotonic()
+        while self._alive():
+            if time.monotonic() - died > self.patience:
+                return
+            time.sleep(1.0)
+        self.lingered = time.monotonic() - died
 
 
 def load_trials(run_dir: Path, study: str):
@@ -115,14 +158,17 @@ class Kill:
     finished_after: int
     seconds: float = 0.0  # from the driver's start to its death
     output: str = ""
+    descendants: Descendants | None = None  # with watch=True
 
 
 def kill_and_resume(args: list[str], run_dir: Path, *, study: str, budget: int,
                     population: int, stages: list[str | None], seed: int,
-                    timeout: float = 600) -> tuple[list[Kill], subprocess.CompletedProcess]:
+                    timeout: float = 600,
+                    watch: bool = False) -> tuple[list[Kill], subprocess.CompletedProcess]:
     """Run ``merge3 search ARGS`` and kill it once per entry of ``stages`` (a stage, or
     None for a random one) at a seeded random count, resuming after each; then resume to
-    the end. The kills and the last run's result."""
+    the end. The kills and the last run's result (``watch``: each killed driver's
+    descendants are watched, see :class:`Descendants`)."""
     rng = random.Random(seed)
     done: list[Kill] = []
     for number, stage in enumerate(stages):
@@ -133,10 +179,11 @@ def kill_and_resume(args: list[str], run_dir: Path, *, study: str, budget: int,
                           stage=stage, kills_after=len(stages) - number - 1)
         started = time.monotonic()
         process = driver([*args, *(["--resume"] if number else [])], kill_at=point)
+        descendants = Descendants(process) if watch else None
         output, _ = process.communicate(timeout=timeout)
         done.append(Kill(point, process.returncode == -signal.SIGKILL, before,
                          tally(run_dir, study, study).finished, time.monotonic() - started,
-                         output))
+                         output, descendants))
         if not done[-1].killed:
             break
     process = driver([*args, "--resume"])

@@ -121,18 +121,26 @@ def _print_references(console: Console, zoo_dir: Path, objectives: list[str]) ->
     rows = [(name, accuracy) for name, accuracy in report.get("models", {}).items()]
     rows += [(f"merge: {name}", entry.get("accuracy", {}))
              for name, entry in report.get("merges", {}).items()]
-    table = Table(title="the zoo's experts and fixed-coefficient merges (true test accuracy)")
+    from rich import box
+
+    from search.cli import task_labels, task_legend
+
+    labels, wide = task_labels(objectives, console.width)
+    table = Table(title="the zoo's experts and fixed-coefficient merges: true test accuracy %",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("model")
-    for task in objectives:
-        table.add_column(task, justify="right")
-    table.add_column("mean", justify="right")
+    for label in labels:
+        table.add_column(label, justify="right")
+    table.add_column("mean", justify="right", style="bold")
     for name, accuracy in rows:
         if isinstance(accuracy, dict) and all(t in accuracy for t in objectives):
-            values = [float(accuracy[t]) for t in objectives]
-            table.add_row(name, *[f"{v:.3f}" for v in values],
-                          f"{sum(values) / len(values):.3f}")
+            values = [100 * float(accuracy[t]) for t in objectives]
+            table.add_row(name, *[f"{v:.1f}" for v in values],
+                          f"{sum(values) / len(values):.1f}")
     if table.row_count:
         console.print(table)
+        if not wide:
+            console.print(task_legend(labels, objectives), style="dim")
         console.print("[dim]The front shows IRT estimates from anchors; `merge3 export` a "
                       "member and `merge3 eval` it for its true accuracy.[/dim]")
 

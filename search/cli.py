@@ -64,8 +64,7 @@ def _print_front(front: list[dict[str, Any]], objectives: list[str]) -> None:
     from rich.table import Table
 
     console = Console()
-    wide = sum(max(len(t), 8) + 3 for t in objectives) + 32 <= console.width
-    labels = list(objectives) if wide else [f"T{i}" for i in range(1, len(objectives) + 1)]
+    labels, wide = task_labels(objectives, console.width)
     table = Table(title="Pareto front: estimated accuracy % ± s.e., best mean first",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("trial", justify="right")
@@ -84,8 +83,19 @@ def _print_front(front: list[dict[str, Any]], objectives: list[str]) -> None:
                       ",".join(map(str, row["parents"] or [])) or "-")
     console.print(table)
     if not wide:
-        console.print("  " + "; ".join(f"{label} {name}" for label, name
-                                       in zip(labels, objectives)), style="dim")
+        console.print(task_legend(labels, objectives), style="dim")
+
+
+def task_labels(objectives: list[str], width: int) -> tuple[list[str], bool]:
+    """Column labels for per-task tables: the task names when a ``width``-column terminal
+    fits them (True), else T1, T2, ... (False; print :func:`task_legend` below)."""
+    if sum(max(len(t), 8) + 3 for t in objectives) + 32 <= width:
+        return list(objectives), True
+    return [f"T{i}" for i in range(1, len(objectives) + 1)], False
+
+
+def task_legend(labels: list[str], objectives: list[str]) -> str:
+    return "  " + "; ".join(f"{label} {name}" for label, name in zip(labels, objectives))
 
 
 def _open(run_dir: Path):

@@ -462,10 +462,7 @@ def _log_lineage(records: list[dict[str, Any]], front: list[dict[str, Any]], tra
     """A PNG of the front members' ancestry (x: generation, arrows parent -> child)."""
     if not front:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
     by_trial = {r["trial"]: r for r in records}
     keep: set[int] = set()
@@ -480,7 +477,8 @@ def _log_lineage(records: list[dict[str, Any]], front: list[dict[str, Any]], tra
     for trial in sorted(keep):
         rows.setdefault(int(by_trial[trial]["generation"] or 0), []).append(trial)
     position = {t: (g, i) for g, members in rows.items() for i, t in enumerate(members)}
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig = Figure(figsize=(7, 4.5), dpi=110)
+    ax = fig.subplots()
     front_ids = {r["trial"] for r in front}
     for trial, (x, y) in position.items():
         for parent in by_trial[trial]["parents"] or []:
@@ -498,7 +496,6 @@ def _log_lineage(records: list[dict[str, Any]], front: list[dict[str, Any]], tra
     path = run_dir / "fronts" / "lineage.png"
     path.parent.mkdir(exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
     tracker.log_artifact(path, "fronts")
     (run_dir / "fronts" / "lineage.json").write_text(json.dumps(
         {str(t): by_trial[t]["parents"] for t in sorted(keep)}, indent=1))

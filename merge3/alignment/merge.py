@@ -94,8 +94,10 @@ def _finish(
     return AlignmentResult(method, average_state_dicts(aligned), aligned, perms, objective or [])
 
 
-def naive_merge(state_dicts: Sequence[StateDict], spec: PermutationSpec) -> AlignmentResult:
-    """Plain averaging, no alignment (the baseline every alignment must beat)."""
+def naive_merge(state_dicts: Sequence[StateDict], spec: PermutationSpec, seed: int = 0
+                ) -> AlignmentResult:
+    """Plain averaging, no alignment (the baseline every alignment must beat). ``seed`` is
+    accepted, and unused, so that every method of :func:`align_models` takes it."""
     _check_same_keys(state_dicts)
     sizes = spec.sizes(state_dicts[0])
     return _finish("naive", state_dicts, spec, [identity_permutations(sizes) for _ in state_dicts])

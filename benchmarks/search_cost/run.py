@@ -215,8 +215,22 @@ def _run_pool(jobs: list[tuple[Any, dict[str, Any]]], config: dict[str, Any],
             ray.shutdown()
 
 
+def verified_trials(arms: dict[str, dict[str, Any]], responses: dict[str, Any],
+                    tasks: list[str]) -> dict[str, str]:
+    """Per IRT arm, the front member with the best mean *true* accuracy: the best member
+    when the search ends by evaluating its final front in full (DESIGN, step 7)."""
+    out = {}
+    for name, arm in arms.items():
+        if arm["estimator"] == "full":
+            continue
+        out[name] = str(max(arm["front_trials"], key=lambda t: np.mean(
+            [np.mean(list(responses[name][str(t)][task].values())) for task in tasks])))
+    return out
+
+
 def held_out(arms: dict[str, dict[str, Any]], config: dict[str, Any], zoo_dir: Path,
-             work: Path, workers: int) -> dict[str, dict[str, dict[str, float]]]:
+             work: Path, workers: int, verified: dict[str, str]
+             ) -> dict[str, dict[str, dict[str, float]]]:
     """The searches' best members and the fixed merges (validation-chosen coefficients)
     on the *validation* items, which no search saw (cached in ``work/validation.json``).
 
@@ -229,6 +243,8 @@ def held_out(arms: dict[str, dict[str, Any]], config: dict[str, Any], zoo_dir: P
     objectives = config["objectives"]
     jobs = [(f"best/{name}", arm["members"][str(arm["best_trial"])]["recipe"])
             for name, arm in arms.items()]
+    jobs += [(f"verified/{name}", arms[name]["members"][trial]["recipe"])
+             for name, trial in verified.items()]
     for label, entry in fixed_merges(zoo_dir, objectives).items():
         recipe = yaml.safe_load((zoo_dir / "recipes" / f"{entry['validation']['model']}.yaml")
                                 .read_text())
@@ -322,7 +338,7 @@ def _dominates(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def analyse(arms: dict[str, dict[str, Any]], responses: dict[str, Any], zoo_dir: Path,
-            tasks: list[str], resamples: int) -> dict[str, Any]:
+            tasks: list[str], resamples: int, verified: dict[str, str]) -> dict[str, Any]:
     from merge3.zoo.logs import read_log
 
     population = json.loads((zoo_dir / "population.json").read_text())
@@ -397,7 +413,8 @@ def analyse(arms: dict[str, dict[str, Any]], responses: dict[str, Any], zoo_dir:
         entry = {
             "search": {k: arm[k] for k in ("estimator", "anchors", "wall_seconds", "candidates",
                                            "failed", "item_evaluations", "items_per_candidate",
-                                           "worker_seconds", "load_before", "load_after")},
+                                           "worker_seconds", "load_before", "load_after")}
+            | {"machine": arm.get("machine")},
             "best": {"trial": best,
                      "fitness": arm["members"][str(best)]["values"],
                      "fitness_stderr": arm["members"][str(best)]["stderr"],
@@ -439,6 +456,18 @@ def analyse(arms: dict[str, dict[str, Any]], responses: dict[str, Any], zoo_dir:
                 "best_mean_accuracy_difference": interval(
                     best_points[name].mean() - best_points["full"].mean(), diff),
             }
+            if name in verified:
+                trial = verified[name]
+                point, draws = both(responses[name][trial])
+                items_spent = (entry["search"]["item_evaluations"]
+                               + entry["front"]["size"] * sum(len(items[t]) for t in tasks))
+                entry["front_verified"] = {
+                    "trial": int(trial), "item_evaluations": items_spent,
+                    "item_evaluation_ratio": ref["search"]["item_evaluations"] / items_spent,
+                    **model_stats(point, draws),
+                    "vs_full": interval(point.mean() - best_points["full"].mean(),
+                                        draws.mean(1) - best_draws["full"].mean(1)),
+                }
     return {"tasks": tasks, "n_test": {t: len(items[t]) for t in tasks},
             "resamples": resamples, "hv_reference": {t: float(reference[j])
                                                      for j, t in enumerate(tasks)},
@@ -474,14 +503,14 @@ def analyse_held_out(validation: dict[str, Any], zoo_dir: Path, tasks: list[str]
     strongest = max(fixed_keys, key=lambda k: points[k].mean())
     comparisons = {}
     for key in validation:
-        if not key.startswith("best/"):
+        if not key.startswith(("best/", "verified/")):
             continue
         entry = {"vs_strongest_fixed": interval(points[key].mean() - points[strongest].mean(),
                                                 draws[key].mean(1) - draws[strongest].mean(1))}
         if key != "best/full" and "best/full" in points:
             entry["vs_full"] = interval(points[key].mean() - points["best/full"].mean(),
                                         draws[key].mean(1) - draws["best/full"].mean(1))
-        comparisons[key.split("/", 1)[1]] = entry
+        comparisons[key] = entry
     return {"n_items": {t: len(items[t]) for t in tasks}, "models": models,
             "strongest_fixed": strongest.split("/", 1)[1], "comparisons": comparisons,
             "fixed_vs_zoo_record_max_abs_difference": float(mismatch)}
@@ -518,6 +547,12 @@ def format_tables(results: dict[str, Any]) -> str:
             f"{s['load_after'][0]:.1f} | {arm['best']['trial']} | {100 * fitness_mean:.1f} | "
             f"{_ci(arm['best']['mean'])} | "
             + (_ci(vs["best_mean_accuracy_difference"]) if vs else "reference") + " |")
+        v = arm.get("front_verified")
+        if v:
+            lines.append(
+                f"| {name} + full evaluation of its final front ({arm['front']['size']}) | "
+                f"{v['item_evaluations']:,} | {v['item_evaluation_ratio']:.1f}× | | | "
+                f"{v['trial']} | | {_ci(v['mean'])} | {_ci(v['vs_full'])} |")
     lines += ["", "True test accuracy (%) of each search's best member and of the fixed "
               "merges (coefficient chosen on validation over the objective tasks), "
               "normalised accuracy (% of each task's expert):", "",
@@ -570,10 +605,12 @@ def format_tables(results: dict[str, Any]) -> str:
                   "| model | " + " | ".join(tasks) + " | mean [95% CI] | Δ vs full-search "
                   f"best (pp) | Δ vs fixed {h['strongest_fixed']} (pp) |",
                   "|" + "---|" * (len(tasks) + 4)]
-        for key, m in h["models"].items():
+        rank = {"best": 0, "verified": 1, "fixed": 2}
+        for key, m in sorted(h["models"].items(), key=lambda kv: rank[kv[0].split("/")[0]]):
             kind, name = key.split("/", 1)
-            cmp = h["comparisons"].get(name, {}) if kind == "best" else {}
-            label = f"search best: {name}" if kind == "best" else f"fixed: {name}"
+            cmp = h["comparisons"].get(key, {})
+            label = {"best": f"search best: {name}", "fixed": f"fixed: {name}",
+                     "verified": f"{name} + full evaluation of its front: best"}[kind]
             lines.append(f"| {label} | " + " | ".join(f"{100 * m['accuracy'][t]:.1f}"
                                                      for t in tasks)
                          + f" | {_ci(m['mean'])} | "
@@ -636,7 +673,8 @@ def main(argv: list[str] | None = None) -> int:
         configs[name] = arm_config(zoo_dir, banks, args, estimator, k or 1)
         arms[name] = run_arm(name, configs[name], work / name.replace("@", "-k"))
     responses = evaluate_members(arms, configs["full"], work, args.workers)
-    validation = held_out(arms, configs["full"], zoo_dir, work, args.workers)
+    verified = verified_trials(arms, responses, args.tasks)
+    validation = held_out(arms, configs["full"], zoo_dir, work, args.workers, verified)
     experts = len(configs["full"]["experts"])
     genes = sum((experts if group.get("per") == "model" else 1) * group.get("layer_groups", 1)
                 for group in configs["full"]["genome"].values())
@@ -650,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
         "setting": {"population": args.population, "generations": args.generations,
                     "seed": args.seed, "workers": args.workers, "genes": genes,
                     "method": "tsv_m", "estimator": args.estimator},
-        "analysis": analyse(arms, responses, zoo_dir, args.tasks, args.resamples),
+        "analysis": analyse(arms, responses, zoo_dir, args.tasks, args.resamples, verified),
         "held_out": analyse_held_out(validation, zoo_dir, args.tasks, args.resamples),
         "fronts": {name: {"best_trial": arm["best_trial"], "front_trials": arm["front_trials"],
                           "fitness": {t: arm["members"][t]["values"] for t in arm["members"]},

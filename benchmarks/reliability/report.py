@@ -20,6 +20,7 @@ import contextlib
 import io
 import os
 import platform
+import random
 import re
 import subprocess
 import sys
@@ -87,12 +88,13 @@ FUZZ_TESTS = {
 }
 FUZZ_EXAMPLES = 500
 
-KILL_SEEDS = (1, 2, 3)  # one kill sequence per seed
-KILLS_PER_SEED = 3
+KILL_SEEDS = (1, 2, 3)  # one kill sequence per seed: every stage once, in a seeded order
 KILL_POPULATION, KILL_GENERATIONS = 4, 3
 
 
-def run_bad_inputs(root: Path, ctx: dict) -> list[tuple[str, str, int, str, bool, bool]]:
+def run_bad_inputs(root: Path, ctx: dict,
+                   scratch: Path) -> list[tuple[str, str, int, str, bool, bool]]:
+    """Every case under ``root``; paths under ``scratch`` are shortened to … in messages."""
     from merge3.cli import main
     from tests.reliability.cases import CASES
 
@@ -108,7 +110,7 @@ def run_bad_inputs(root: Path, ctx: dict) -> list[tuple[str, str, int, str, bool
                      if x.startswith("merge3: error:")), err.getvalue().strip())
         clean = output is None or not output.exists()
         named = bool(re.search(pattern, line)) and "Fix:" in line
-        message = line.replace(str(root), "…").removeprefix("merge3: error: ")
+        message = line.replace(str(scratch), "…").removeprefix("merge3: error: ")
         rows.append((case.area, case.name, code, message, clean, named))
     return rows
 
@@ -117,6 +119,7 @@ def run_kills(root: Path, setting: dict) -> tuple[dict, list[dict]]:
     """The uninterrupted reference and one kill sequence per seed, each a real process."""
     import yaml
 
+    from search.faults import KILL_STAGES
     from tests.reliability.kills import driver, kill_and_resume, tally
     from tests.search.test_search import search_config
 
@@ -142,14 +145,16 @@ def run_kills(root: Path, setting: dict) -> tuple[dict, list[dict]]:
         started = time.monotonic()
         kills, final = kill_and_resume(args(run_dir), run_dir, study="kills", budget=budget,
                                        population=KILL_POPULATION,
-                                       stages=[None] * KILLS_PER_SEED, seed=seed,
+                                       stages=random.Random(seed).sample(
+                                           KILL_STAGES, len(KILL_STAGES)), seed=seed,
                                        timeout=1800, watch=True)
         seconds = time.monotonic() - started
         for kill in kills:  # the killed drivers' processes: wait until they are gone
             kill.descendants.thread.join(timeout=kill.descendants.patience + 30)
         sequences.append({"seed": seed, "kills": kills, "returncode": final.returncode,
                           "output": final.stdout, "tally": tally(run_dir, "kills", "kills"),
-                          "seconds": seconds})
+                          "seconds": seconds,
+                          "fronts": len(list(run_dir.glob("fronts/front_gen*.md")))})
     return reference, sequences
 
 
@@ -187,10 +192,12 @@ def _kill_rows(reference: dict, sequences: list[dict]) -> list[str]:
         ok = (seq["returncode"] == 0 and got.finished == want.finished
               and got.item_evaluations == want.item_evaluations and got.running == 0
               and set(got.runs_per_trial.values()) <= {1}
-              and set(got.run_states) <= {"FINISHED", "FAILED"})
+              and set(got.run_states) <= {"FINISHED", "FAILED"}
+              and seq["fronts"] == KILL_GENERATIONS)
         rows.append(f"| seed {seq['seed']}{'' if ok else ' **MISMATCH**'} | {points} | "
                     f"{got.finished} | {got.item_evaluations} | {got.interrupted} | "
-                    f"{_runs(got)} | {gone} | {seq['seconds']:.0f} |")
+                    f"{_runs(got)}; fronts of {seq['fronts']}/{KILL_GENERATIONS} generations | "
+                    f"{gone} | {seq['seconds']:.0f} |")
     return rows
 
 
@@ -228,7 +235,7 @@ def main() -> None:
                "gpt2": build_family(root / "gpt2", "gpt2", experts=2, seed=1),
                "search": build_setting(root / "setting")}
         (root / "bad").mkdir()
-        bad = run_bad_inputs(root / "bad", ctx)
+        bad = run_bad_inputs(root / "bad", ctx, root)
         (root / "kills").mkdir()
         reference, sequences = run_kills(root / "kills", ctx["search"])
     tested = run_tests({**FAULT_TESTS, **SAFE_DEFAULT_TESTS, **FUZZ_TESTS})
@@ -247,10 +254,11 @@ def main() -> None:
         f"A real `merge3 search` process — the test setting's two tiny BERT experts, "
         f"task-arithmetic genome, population {KILL_POPULATION} × {KILL_GENERATIONS} "
         f"generations = {budget} candidates, 2 Ray workers, its own local Ray — killed with "
-        f"SIGKILL {KILLS_PER_SEED} times per seed at points drawn from `random.Random(seed)` "
-        "over the stages (`ask`: a generation asked; `evaluate`: a result arrived, not yet "
-        "told; `log`: a candidate's MLflow run created, not completed; `generation`: a "
-        "generation finished, its front not logged) and the counts still reachable "
+        "SIGKILL once at each stage per seed, the stages' order and each count drawn from "
+        "`random.Random(seed)` (`ask`: a generation asked; `evaluate`: a result arrived, "
+        "not yet told; `log`: a candidate's MLflow run created, not completed; "
+        "`generation`: a generation finished, its front not logged; counts among those the "
+        "driver can still reach) "
         "(`MERGE3_FAULT_KILL_AT=STAGE:N`, tests/reliability/kills.py); `--resume` after "
         "each kill, then once more to the end. *Finished*: distinct finished evaluations "
         "(COMPLETE, or FAIL not cut by a kill). *Cut short*: candidates in flight at a kill, "

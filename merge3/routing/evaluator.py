@@ -38,12 +38,16 @@ class MassEvaluator:
     """``evaluate(items)`` with MASS; ``load_weights`` is refused (the experts define it)."""
 
     def __init__(self, mass: MASS, head_dirs: Mapping[str, Sequence[str | os.PathLike[str]]],
-                 *, head_selection: str = "item") -> None:
+                 *, fallback_dirs: Sequence[str | os.PathLike[str]] = (),
+                 head_selection: str = "item") -> None:
+        """``head_dirs[task]``: where task's head is looked for, in order; tasks without
+        an entry look in ``fallback_dirs``."""
         if head_selection not in HEAD_SELECTION:
             raise RoutingError(f"Unknown head selection {head_selection!r}.",
                                fix=f"use one of {', '.join(HEAD_SELECTION)}.")
         self.mass = mass
         self.head_dirs = {k: [Path(p) for p in v] for k, v in head_dirs.items()}
+        self.fallback_dirs = [Path(p) for p in fallback_dirs]
         self.head_selection = head_selection
         self._heads: dict[str, Head] = {}
         self.last_routing: Routing | None = None
@@ -56,15 +60,14 @@ class MassEvaluator:
         """MASS over ``base`` and ``experts`` {task: directory}; heads as the module says."""
         mass = MASS.from_pretrained(base, experts, config, **options)
         head_dirs = {task: [Path(path), Path(base)] for task, path in experts.items()}
-        head_dirs[""] = [Path(base)]  # heads of tasks that have no expert
-        return cls(mass, head_dirs, head_selection=head_selection)
+        return cls(mass, head_dirs, fallback_dirs=[Path(base)], head_selection=head_selection)
 
     def head(self, name: str) -> Head:
         """Task ``name``'s head: from its expert's directory, else the base's."""
         from evaluators.heads import load_head
 
         if name not in self._heads:
-            dirs = self.head_dirs.get(name, self.head_dirs.get("", []))
+            dirs = self.head_dirs.get(name, self.fallback_dirs)
             found = [d for d in dirs if (d / "heads" / f"{name}.safetensors").is_file()]
             if not found:
                 where = ", ".join(str(d) for d in dirs) or "no directory"

@@ -95,6 +95,10 @@ class MASS:
         self.config = config or MassConfig()
         self.router = ProjectionRouter.from_factors(factors, resolve_layer(factors,
                                                                            self.config.layer))
+        if self.router.module not in dict(model.named_modules()):
+            raise RoutingError(
+                f"The model has no module {self.router.module!r} whose input the router "
+                "reads.", fix="build MASS from this model's own state dict (same names).")
         self.batch_size = batch_size
         self.max_tokens = max_tokens or int(
             getattr(getattr(model, "config", None), "max_position_embeddings", 512))

@@ -41,7 +41,7 @@ def test_routed_heads_score_only_inputs_routed_to_their_task(evaluated, test_ite
     results, routing = evaluated
     rows = list(range(0, len(test_items), 5))
     routed = MassEvaluator(mass_evaluator.mass, mass_evaluator.head_dirs,
-                           head_selection="routed")
+                           fallback_dirs=mass_evaluator.fallback_dirs, head_selection="routed")
     got = routed.evaluate([test_items[k] for k in rows])
     wrong = 0
     for result, k in zip(got, rows):

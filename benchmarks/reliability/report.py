@@ -88,7 +88,8 @@ FUZZ_TESTS = {
 }
 FUZZ_EXAMPLES = 500
 
-KILL_SEEDS = (1, 2, 3)  # one kill sequence per seed: every stage once, in a seeded order
+KILL_SEEDS = (1, 2, 4, 5)  # a kill sequence per seed: every stage once, seeded order; seed 3
+# draws the same plan as seed 1 (small ranges), so it is left out
 KILL_POPULATION, KILL_GENERATIONS = 4, 3
 
 

@@ -14,7 +14,8 @@ intervals: test items resampled within each task, the same draw for every model.
 Usage (from the repo root, with a built demo zoo under $MERGE3_HOME):
     .venv/bin/python benchmarks/search_cost/run.py --work-dir DIR
     .venv/bin/python benchmarks/search_cost/run.py --report-only   # tables from the JSON
-Writes results-seed<S>.json and results-seed<S>.md (the tables) next to this file.
+Writes results-seed<S>.json and results-seed<S>.md (the tables) next to this file, and
+summary.md: the headline numbers of every seed's results in one table.
 Each arm's search and the full evaluations are cached in DIR, so an interrupted run
 continues where it stopped (an arm cut short mid-search is rerun from scratch: its wall
 time must be one uninterrupted run).
@@ -619,6 +620,50 @@ def format_tables(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_summary(all_results: list[dict[str, Any]]) -> str:
+    """One table over every seed's results: the numbers the issue's targets are about."""
+    lines = ["| seed | fitness | item evaluations (× fewer) | wall s (× faster) | best: true "
+             "mean acc. % [95% CI] | Δ vs full-search best, pp [95% CI] | Δ normalised mean "
+             "vs strongest fixed merge, pp [95% CI] | front dominates all 6 fixed merges "
+             "(share of resamples) | held-out (validation): Δ vs full best; Δ vs strongest "
+             "fixed, pp |", "|---|---|---|---|---|---|---|---|---|"]
+    for results in all_results:
+        a, seed = results["analysis"], results["setting"]["seed"]
+        held = results.get("held_out", {}).get("comparisons", {})
+        for name, arm in a["arms"].items():
+            s, vs = arm["search"], arm.get("vs_full")
+            fixed = arm["vs_fixed_validation"]
+            h = held.get(f"best/{name}", {})
+            lines.append(
+                f"| {seed} | {name} | {s['item_evaluations']:,} ("
+                + (f"{vs['item_evaluation_ratio']:.1f}×" if vs else "1×") + ") | "
+                f"{s['wall_seconds']:.0f} (" + (f"{vs['wall_time_ratio']:.1f}×" if vs else "1×")
+                + f") | {_ci(arm['best']['mean'])} | "
+                + (_ci(vs["best_mean_accuracy_difference"]) if vs else "reference") + " | "
+                f"{_ci(fixed['normalized_mean_difference'])} vs {fixed['strongest_fixed']} | "
+                f"{sum(fixed['fixed_dominated'].values())}/{len(fixed['fixed_dominated'])} "
+                f"dominated ({fixed['p_front_dominates_all']:.2f}) | "
+                + (_ci(h["vs_full"]) + "; " if "vs_full" in h else "reference; " if h else "")
+                + (_ci(h["vs_strongest_fixed"]) if h else "") + " |")
+            v = arm.get("front_verified")
+            if v:
+                hv = held.get(f"verified/{name}", {})
+                lines.append(
+                    f"| {seed} | {name} + full evaluation of its final front | "
+                    f"{v['item_evaluations']:,} ({v['item_evaluation_ratio']:.1f}×) | | "
+                    f"{_ci(v['mean'])} | {_ci(v['vs_full'])} | | | "
+                    + (_ci(hv["vs_full"]) + "; " + _ci(hv["vs_strongest_fixed"]) if hv else "")
+                    + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_summary(folder: Path) -> str:
+    all_results = [json.loads(p.read_text()) for p in sorted(folder.glob("results-seed*.json"))]
+    text = format_summary(all_results)
+    (folder / "summary.md").write_text(text)
+    return text
+
+
 def _portable(recipe: dict[str, Any]) -> dict[str, Any]:
     """A member's recipe with model directories reduced to their zoo names."""
     out = json.loads(json.dumps(recipe))
@@ -651,6 +696,7 @@ def main(argv: list[str] | None = None) -> int:
             results = json.loads(path.read_text())
             path.with_suffix(".md").write_text(format_tables(results))
             print(format_tables(results))
+        print(_write_summary(args.out))
         return 0
     if args.work_dir is None:
         parser.error("--work-dir is needed (unless --report-only)")
@@ -701,6 +747,7 @@ def main(argv: list[str] | None = None) -> int:
     stem.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     stem.with_suffix(".md").write_text(format_tables(results))
     print(format_tables(results))
+    print(_write_summary(args.out))
     return 0
 
 

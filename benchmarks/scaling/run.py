@@ -68,17 +68,17 @@ def _machine() -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d %H:%M %Z"), "uptime_at_start": uptime}
 
 
-def _probe_work(iterations: int) -> float:
-    """A fixed amount of single-threaded torch work (matrix products); its wall time."""
+def _probe_work(iterations: int) -> tuple[float, float]:
+    """A fixed amount of single-threaded torch work (matrix products): wall and CPU time."""
     import torch
 
     torch.set_num_threads(1)
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(384, 384, generator=generator)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(iterations):
         a = torch.tanh(a @ a * 0.05)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def machine_parallelism(workers: int, iterations: int = 3000) -> dict[str, float]:
@@ -90,12 +90,15 @@ def machine_parallelism(workers: int, iterations: int = 3000) -> dict[str, float
     with context.Pool(workers) as pool:
         pool.map(_probe_work, [50] * workers)  # start-up and warm-up
         start = time.perf_counter()
-        pool.map(_probe_work, [iterations])
+        alone = pool.map(_probe_work, [iterations])
         one = time.perf_counter() - start
         start = time.perf_counter()
-        pool.map(_probe_work, [iterations] * workers, chunksize=1)
+        together = pool.map(_probe_work, [iterations] * workers, chunksize=1)
         many = time.perf_counter() - start
-    return {"one_seconds": one, "many_seconds": many, "speedup": workers * one / many}
+    # share of a core each process got: its CPU time over its wall time
+    return {"one_seconds": one, "many_seconds": many, "speedup": workers * one / many,
+            "core_share_alone": alone[0][1] / alone[0][0],
+            "core_share_together": float(np.mean([c / w for w, c in together]))}
 
 
 def candidates(anchors: int, count: int, seed: int) -> tuple[Any, list[dict[str, Any]],
@@ -182,9 +185,12 @@ def measure(kind: str, workers: int, spec, recipes, items, warm: list[dict[str, 
             warm_seconds = time.perf_counter() - warm_start
             results: list[CandidateResult] = []
             load_timed = _load()
+            processes = _actor_processes(pool)
+            cpu_before = [_cpu_seconds(p) for p in processes]
             start = time.perf_counter()
             pool.run([(i, recipe, items) for i, recipe in enumerate(recipes)], results.append)
             seconds = time.perf_counter() - start
+            cpu = [_cpu_seconds(p) - c for p, c in zip(processes, cpu_before)]
         finally:
             pool.shutdown()
     failed = [r for r in results if r.error]
@@ -199,8 +205,25 @@ def measure(kind: str, workers: int, spec, recipes, items, warm: list[dict[str, 
         "candidate_seconds_mean": float(np.mean([r.seconds for r in results])),
         "materialize_seconds_mean": float(np.mean([r.materialize_seconds for r in results])),
         "startup_seconds": ready, "warmup_seconds": warm_seconds,
+        # CPU-seconds each worker process used per second of the timed batch (1.0 = a
+        # whole core); all workers run on this machine, the two-node cluster included
+        "worker_core_share": [c / seconds for c in cpu],
         "load_before": load_before, "load_at_timing": load_timed, "load_after": _load(),
     }
+
+
+def _actor_processes(pool) -> list:
+    """The worker actors' OS processes (``CandidateWorker.name`` is host:pid@node)."""
+    import psutil
+    import ray
+
+    names = [info["worker"] for info in ray.get([a.info.remote() for a in pool.actors])]
+    return [psutil.Process(int(name.split(":", 1)[1].split("@", 1)[0])) for name in names]
+
+
+def _cpu_seconds(process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -217,6 +240,8 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "speedup": rate / one, "efficiency": rate / one / workers,
                     "candidate_seconds_mean": float(np.mean(
                         [r["candidate_seconds_mean"] for r in group])),
+                    "worker_core_share": float(np.mean(
+                        [np.mean(r["worker_core_share"]) for r in group])),
                     "load_at_timing": [r["load_at_timing"][0] for r in group]})
     return out
 
@@ -229,8 +254,9 @@ def format_tables(results: dict[str, Any]) -> str:
              f"round(s), {results['items_per_candidate']} items per candidate.",
              f"`uptime` at the start: {m['uptime_at_start']}", "",
              "| setting | workers | evaluations / min (median; each round) | speedup | "
-             "efficiency (target ≥ 0.8) | seconds per candidate | 1-min load during timing |",
-             "|---|---|---|---|---|---|---|"]
+             "efficiency (target ≥ 0.8) | seconds per candidate | share of a core per "
+             "worker | evaluations per core-minute received | 1-min load during timing |",
+             "|---|---|---|---|---|---|---|---|---|"]
     probes = results.get("probes", [])
     for row in results["summary"]:
         where = "one node" if row["setting"] == "local" else "two-node loopback cluster"
@@ -239,6 +265,9 @@ def format_tables(results: dict[str, Any]) -> str:
             + ", ".join(f"{x:.1f}" for x in row["per_minute_all"]) + ") | "
             f"{row['speedup']:.2f}× | {row['efficiency']:.2f} | "
             f"{row['candidate_seconds_mean']:.1f} | "
+            + (f"{row['worker_core_share']:.2f} | "
+               f"{row['per_minute'] / (row['workers'] * row['worker_core_share']):.1f} | "
+               if "worker_core_share" in row else " | | ")
             + ", ".join(f"{x:.1f}" for x in row["load_at_timing"]) + " |")
     if probes:
         workers = max(row["workers"] for row in results["summary"])
@@ -246,7 +275,12 @@ def format_tables(results: dict[str, Any]) -> str:
                   "single-threaded torch workload finished "
                   + ", ".join(f"{p['speedup']:.2f}×" for p in probes)
                   + f" the work of one in the same time (one per round; {workers}× on "
-                  "idle cores)."]
+                  "idle cores)"
+                  + ("; each got " + ", ".join(f"{p['core_share_together']:.2f}"
+                                               for p in probes)
+                     + " of a core (alone: " + ", ".join(f"{p['core_share_alone']:.2f}"
+                                                         for p in probes) + ")."
+                     if "core_share_together" in probes[0] else ".")]
     return "\n".join(lines) + "\n"
 
 

@@ -6,11 +6,14 @@ each task has an item bank (``fitness.item_bank``: a bank directory per task —
 holding one bank per task name, or a single bank for a single task); k anchors are
 selected once per bank and the chosen IRT estimator (mp-IRT by default, MERGE³) turns
 the candidate's anchor answers into an estimate with a standard error. For mp-IRT the
-endpoints are the experts, looked up by name among the bank's models.
+endpoints are the experts, looked up among the bank's models by their config name or by
+their directory's name (what ``merge3 eval --log-samples`` and the zoo's logs record);
+a bank that holds none of them falls back to the bank models nearest the candidate.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +23,9 @@ import numpy as np
 
 from merge3.errors import RecipeError
 
-__all__ = ["Fitness", "TaskScore"]
+__all__ = ["Fitness", "TaskScore", "expert_rows"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,19 @@ class TaskScore:
     estimate: float
     stderr: float
     items: int
+
+
+def expert_rows(model_ids: list[str], experts: Mapping[str, str]) -> list[int]:
+    """Bank rows of the experts (config name -> model path or name), found by the config
+    name or by the last component of the path; experts the bank lacks are left out."""
+    rows = {m: i for i, m in enumerate(model_ids)}
+    found = []
+    for name, ref in experts.items():
+        for key in (name, Path(str(ref)).name):
+            if key in rows:
+                found.append(rows[key])
+                break
+    return found
 
 
 def _strip_task(task: str, item_id: str) -> str:
@@ -74,9 +92,12 @@ class Fitness:
                 have = set(anchor_set.item_ids)
                 self.extra_items[task] = [_strip_task(task, i) for i in wider.item_ids
                                           if i not in have]
-            rows = {m: i for i, m in enumerate(bank.model_ids)}
-            found = [rows[name] for name in (experts or {}).values() if name in rows]
+            found = expert_rows(list(bank.model_ids), experts or {})
             self.endpoints[task] = np.array([found]) if found else None
+            if estimator in ("mp-irt", "gmp-irt") and experts and len(found) < len(experts):
+                log.warning("the %s item bank holds %d of the %d experts; mp-IRT's endpoints "
+                            "are %s", task, len(found), len(experts),
+                            "those" if found else "the bank models nearest each candidate")
 
     def items_for_candidate(self) -> dict[str, list[str] | None]:
         """task -> the item ids a candidate answers (None: all of the task's items)."""

@@ -162,7 +162,7 @@ def run_search(
                     fixed=config.fixed, dtype=config.dtype)
     fitness = Fitness(objectives, config.fitness.estimator, config.fitness.item_bank,
                       config.fitness.anchors, config.fitness.anchor_method,
-                      config.fitness.seed, experts={k: k for k in experts},
+                      config.fitness.seed, experts=experts,
                       rescore_items=(config.fitness.rescore_items
                                      if config.fitness.estimator != "full" else 0))
     evaluated_model = base_model or experts[next(iter(experts))]

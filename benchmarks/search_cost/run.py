@@ -79,7 +79,7 @@ def arm_config(zoo_dir: Path, banks: Path, args: argparse.Namespace, estimator: 
     """The demo's search config (merge3.demo) with this arm's fitness and budget."""
     from merge3.demo import demo_search_config
 
-    config = demo_search_config(zoo_dir, banks, size="demo", population=args.population,
+    config = demo_search_config(zoo_dir, banks, size=args.zoo_size, population=args.population,
                                 generations=args.generations, anchors=anchors,
                                 workers=args.workers)
     name = "full" if estimator == "full" else f"{estimator}-k{anchors}"
@@ -528,7 +528,8 @@ def format_tables(results: dict[str, Any]) -> str:
     tasks = a["tasks"]
     setting = results["setting"]
     lines = [
-        f"Search: TSV-M over the demo zoo's 6 experts ({setting['genes']} genes), NSGA-II "
+        f"Search: TSV-M over the {setting.get('zoo', 'demo')} zoo's 6 experts "
+        f"({setting['genes']} genes), NSGA-II "
         f"{setting['population']} × {setting['generations']}, seed {setting['seed']}, "
         f"objectives {', '.join(tasks)} ({', '.join(str(a['n_test'][t]) for t in tasks)} "
         f"test items), {setting['workers']} workers.", "",
@@ -677,6 +678,9 @@ def _portable(recipe: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", type=Path, help="run directories and caches")
+    parser.add_argument("--zoo-size", default="demo", choices=("demo", "bench"),
+                        help="bench: the demo zoo with 1000 test items for word_order and "
+                             "text_source, so k = 20 anchors are 1/50 of a task")
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
                         help="objective tasks, comma-separated, or 'all'")
     parser.add_argument("--population", type=int, default=12)
@@ -706,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     from merge3.demo import calibrate_zoo_banks
     from merge3.zoo.build import build_zoo
 
-    zoo_dir = build_zoo("demo", progress=False)
+    zoo_dir = build_zoo(args.zoo_size, progress=False)
     banks = calibrate_zoo_banks(zoo_dir, quiet=True)
     all_tasks = sorted(p.stem for p in (zoo_dir / "tasks").glob("*.yaml"))
     args.tasks = all_tasks if args.tasks == "all" else args.tasks.split(",")
@@ -727,11 +731,13 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "machine": machine,
         "command": ("python benchmarks/search_cost/run.py --work-dir DIR "
+                    f"--zoo-size {args.zoo_size} "
                     f"--tasks {','.join(args.tasks)} --population {args.population} "
                     f"--generations {args.generations} --anchors {args.anchors} "
                     f"--estimator {args.estimator} --workers {args.workers} "
                     f"--seed {args.seed} --resamples {args.resamples}"),
-        "setting": {"population": args.population, "generations": args.generations,
+        "setting": {"zoo": args.zoo_size, "population": args.population,
+                    "generations": args.generations,
                     "seed": args.seed, "workers": args.workers, "genes": genes,
                     "method": "tsv_m", "estimator": args.estimator},
         "analysis": analyse(arms, responses, zoo_dir, args.tasks, args.resamples, verified),

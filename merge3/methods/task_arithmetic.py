@@ -53,27 +53,34 @@ def combine_task_vectors(
         if lambda_ != 1:
             merged *= lambda_
         return base + merged
-    deltas = torch.stack(
-        [sparsify(t - base, i) if sparsify else t - base for i, t in enumerate(tensors)]
-    )
-    weights = torch.tensor(weight, dtype=deltas.dtype).reshape(-1, *([1] * base.dim()))
-    deltas.mul_(weights)
-    if sign_consensus:
-        # TIES: elect the sign of the summed mass per entry; disjoint mean over agreeing tasks.
-        elected = torch.where(deltas.sum(0) >= 0, 1.0, -1.0).to(deltas.dtype)
-        agree = deltas.sign() == elected
-        merged = (deltas * agree).sum(0)
-        divisor = (weights * agree).sum(0)
-        divisor[divisor == 0] = 1
-    else:
-        merged = deltas.sum(0)
-        divisor = weights.sum(0)
-        divisor[divisor.abs() < 1e-8] = 1
+    # sign election (TIES): keep each weighted, sparsified task vector, then one pass each
+    # for the elected sign and one for the disjoint mean, with no N-fold temporaries
+    deltas = []
+    for i, tensor in enumerate(tensors):
+        delta = torch.sub(tensor, base)
+        if sparsify:
+            delta = sparsify(delta, i)
+        if float(weight[i]) != 1.0:
+            delta.mul_(float(weight[i]))
+        deltas.append(delta)
+    merged = torch.zeros_like(base)
+    for delta in deltas:
+        merged.add_(delta)
+    positive = merged >= 0  # the elected sign: + where the summed mass is >= 0
+    merged.zero_()
+    divisor = torch.zeros_like(base)
+    for i in range(len(deltas)):
+        delta, deltas[i] = deltas[i], None  # freed once counted
+        agree = torch.where(positive, delta > 0, delta < 0)
+        merged.add_(delta.mul_(agree))
+        divisor.add_(agree.to(divisor.dtype), alpha=float(weight[i]))
+        del delta, agree
     if normalize:
-        merged = merged / divisor
+        divisor[divisor == 0] = 1
+        merged.div_(divisor)
     if lambda_ != 1:
-        merged = merged * lambda_
-    return base + merged
+        merged.mul_(lambda_)
+    return merged.add_(base)
 
 
 @merge_method(
@@ -117,7 +124,7 @@ def ties(
     accepted for mergekit recipes and changes nothing."""
     return combine_task_vectors(
         tensors, base, weight,
-        sparsify=lambda d, i: d * magnitude_mask(d, density[i]),
+        sparsify=lambda d, i: d.mul_(magnitude_mask(d, density[i])),
         sign_consensus=True, normalize=normalize, lambda_=lambda_,
     )
 
@@ -201,7 +208,7 @@ def breadcrumbs(
     (Davari & Belilovsky, ECCV 2024), then task arithmetic."""
     return combine_task_vectors(
         tensors, base, weight,
-        sparsify=lambda d, i: d * outlier_mask(d, density[i], gamma[i]),
+        sparsify=lambda d, i: d.mul_(outlier_mask(d, density[i], gamma[i])),
         normalize=normalize, lambda_=lambda_,
     )
 
@@ -227,6 +234,6 @@ def breadcrumbs_ties(
     """Breadcrumbs masks, then TIES sign election and disjoint mean."""
     return combine_task_vectors(
         tensors, base, weight,
-        sparsify=lambda d, i: d * outlier_mask(d, density[i], gamma[i]),
+        sparsify=lambda d, i: d.mul_(outlier_mask(d, density[i], gamma[i])),
         sign_consensus=True, normalize=normalize, lambda_=lambda_,
     )

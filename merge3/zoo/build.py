@@ -129,6 +129,7 @@ class _Builder:
             task = TASKS[name]
             splits = make_splits(task, task_records(name, modules), n_train=cfg.n_train,
                                  n_validation=cfg.n_validation, n_test=cfg.n_test,
+                                 n_test_extra=max(0, cfg.n_test_for(name) - cfg.n_test),
                                  seed=cfg.seed, fit=fit)
             items.save_item_pool(self.work, task, splits, self.tokenizer)
             self.splits[name] = splits
@@ -188,7 +189,7 @@ class _Builder:
         for i, name in enumerate(cfg.tasks):
             train = self.splits[name].train
             ids = self.tokenizer([e.text for e in train], truncation=True)["input_ids"]
-            ft = type(cfg.finetune)(**{**cfg.finetune.__dict__, "seed": cfg.seed + i})
+            ft = cfg.finetune_for(name, i)
             jobs[name] = pool.submit(
                 workers.finetune_job, name, ids, [e.label for e in train], probes[name], ft,
                 cfg.snapshots, str(self.expert_dir(name)))
@@ -231,7 +232,8 @@ class _Builder:
             for step, snap in result["snapshots"].items():
                 heads = {**expert_heads, name: snap["head"]}
                 member = Member(f"{model}-step{step:03d}", "checkpoint",
-                                info={"task": name, "step": step, "of": cfg.finetune.steps})
+                                info={"task": name, "step": step,
+                                      "of": cfg.finetune_for(name, 0).steps})
                 self._record(records, member, f"{model}@step{step}",
                              score_features(snap["test"], self.slices["test"], heads))
         with self._bar(len(jobs), "population merges") as bar:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 __all__ = ["register"]
 
+ZOO_SIZES = ("test", "demo", "bench")  # merge3.zoo.config.SIZES (not imported: torch)
+
 
 def _build(args: argparse.Namespace) -> int:
     import torch
@@ -69,8 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
               nice -n 10 merge3 zoo build --size demo
               merge3 zoo build --size test --out /tmp/zoo-test
             """))
-    build.add_argument("--size", choices=("test", "demo"), default="demo",
-                       help="test: 2 tasks, small; demo: 6 tasks (default)")
+    build.add_argument("--size", choices=ZOO_SIZES, default="demo",
+                       help="test: 2 tasks, small; demo: 6 tasks (default); bench: the demo "
+                            "zoo with 1000 test items for word_order and text_source "
+                            "(benchmarks/search_cost)")
     build.add_argument("--out", type=Path, default=None,
                        help="build into DIR instead of the cache")
     build.add_argument("--force", action="store_true", help="rebuild even if up to date")
@@ -87,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
               merge3 zoo report
               merge3 zoo report --size test --json
             """))
-    report.add_argument("--size", choices=("test", "demo"), default="demo")
+    report.add_argument("--size", choices=ZOO_SIZES, default="demo")
     report.add_argument("--zoo", type=Path, default=None, help="a zoo directory (--out of build)")
     report.add_argument("--json", action="store_true", help="print the JSON instead of tables")
     report.set_defaults(func=_report)

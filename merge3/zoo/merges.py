@@ -105,11 +105,11 @@ REPORT_METHODS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, float
 
 COEFFICIENT_GRIDS: dict[str, tuple[float, ...]] = {
     "averaging": (1.0,),
-    "task arithmetic": (0.2, 0.35, 0.5, 0.75),
-    "TIES": (0.6, 1.0, 1.4, 1.8),
+    "task arithmetic": (0.1, 0.15, 0.2, 0.35, 0.5, 0.75),
+    "TIES": (0.4, 0.6, 1.0, 1.4, 1.8),
     "TSV-M": (0.6, 0.8, 1.0, 1.2),
-    "Iso-C": (0.5, 0.75, 1.0, 1.25),
-    "Iso-CTS": (0.5, 0.75, 1.0, 1.25),
+    "Iso-C": (0.5, 0.75, 1.0, 1.25, 1.5),
+    "Iso-CTS": (0.5, 0.75, 1.0, 1.25, 1.5),
 }
 
 

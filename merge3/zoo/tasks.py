@@ -212,6 +212,7 @@ def make_splits(
     n_train: int,
     n_validation: int,
     n_test: int,
+    n_test_extra: int = 0,
     seed: int = 0,
     fit: Callable[[str], str] | None = None,
 ) -> Splits:
@@ -219,7 +220,9 @@ def make_splits(
 
     ``fit`` shortens a text to the encoder's length budget (applied before dedup). Texts
     whose normalised form occurs with two labels are dropped. Each class contributes
-    equally (as far as it can) to each split: test first, then validation, then train.
+    equally (as far as it can) to each split: test first, then validation, then train,
+    then ``n_test_extra`` more test items from what is left, so a larger test pool leaves
+    the train and validation splits as they are.
     """
     by_key: dict[str, set[str]] = defaultdict(set)
     first: dict[str, Record] = {}
@@ -239,10 +242,11 @@ def make_splits(
     for label in per_class:
         per_class[label].sort(key=lambda r: _digest(_normalise(r.text), seed))
     label_index = {name: i for i, name in enumerate(task.labels)}
-    out: dict[str, list[Example]] = {}
     taken = dict.fromkeys(per_class, 0)
-    for split, total in (("test", n_test), ("validation", n_validation), ("train", n_train)):
-        chosen: list[Example] = []
+    out: dict[str, list[Example]] = {"test": []}
+    for split, total in (("test", n_test), ("validation", n_validation), ("train", n_train),
+                         ("test", n_test_extra)):
+        chosen: list[Example] = out[split] if split == "test" else []
         quota = _quotas(total, {c: len(v) - taken[c] for c, v in per_class.items()}, task.labels)
         for label, count in quota.items():
             for record in per_class[label][taken[label]: taken[label] + count]:

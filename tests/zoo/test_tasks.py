@@ -36,6 +36,18 @@ def test_splits_are_deterministic_balanced_and_disjoint() -> None:
     assert len({e.item_id for e in first.test}) == 40
 
 
+def test_extra_test_items_leave_train_and_validation_as_they_were() -> None:
+    task = TASKS["text_source"]
+    records = task_records(task.name, MODULES)
+    plain = make_splits(task, records, n_train=80, n_validation=20, n_test=40)
+    larger = make_splits(task, records, n_train=80, n_validation=20, n_test=40,
+                         n_test_extra=30)
+    assert larger.train == plain.train and larger.validation == plain.validation
+    assert set(plain.test) < set(larger.test) and len(larger.test) == 70
+    seen = {e.item_id for e in larger.train + larger.validation}
+    assert not seen & {e.item_id for e in larger.test}
+
+
 def test_word_order_keeps_one_version_per_sentence() -> None:
     records = task_records("word_order", MODULES)
     swapped = [r for r in records if r.label == "swapped"]

@@ -101,8 +101,8 @@ def machine_parallelism(workers: int, iterations: int = 3000) -> dict[str, float
             "core_share_together": float(np.mean([c / w for w, c in together]))}
 
 
-def candidates(anchors: int, count: int, seed: int) -> tuple[Any, list[dict[str, Any]],
-                                                             dict[str, list[str]]]:
+def candidates(anchors: int, count: int, seed: int, zoo_size: str = "demo"
+               ) -> tuple[Any, list[dict[str, Any]], dict[str, list[str]]]:
     """The worker spec, ``count`` random candidate recipes, and the anchor items."""
     from merge3.demo import calibrate_zoo_banks, demo_search_config
     from merge3.genome import Genome
@@ -113,9 +113,9 @@ def candidates(anchors: int, count: int, seed: int) -> tuple[Any, list[dict[str,
     from search.run import _resolve_task
     from search.workers import WorkerSpec
 
-    zoo_dir = build_zoo("demo", progress=False)
+    zoo_dir = build_zoo(zoo_size, progress=False)
     banks = calibrate_zoo_banks(zoo_dir, quiet=True)
-    config = parse_config(demo_search_config(zoo_dir, banks, size="demo", population=8,
+    config = parse_config(demo_search_config(zoo_dir, banks, size=zoo_size, population=8,
                                              generations=1, anchors=anchors, workers=1))
     base = str(resolve_model(config.base_model))
     experts = {k: str(resolve_model(v)) for k, v in config.experts.items()}
@@ -292,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats")
     parser.add_argument("--no-cluster", action="store_true", help="skip the two-node cluster")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--zoo-size", default="demo", choices=("demo", "bench"),
+                        help="bench: the same experts with larger test pools (the work per "
+                             "candidate, 30 anchors per task, is the same)")
     parser.add_argument("--out", type=Path, default=HERE, help="results.json, results.md")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite results.md from results.json")
@@ -306,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     machine = _machine()
     spec, recipes, items = candidates(args.anchors, args.candidates + 2 * args.workers,
-                                      args.seed)
+                                      args.seed, args.zoo_size)
     warm, recipes = recipes[:2 * args.workers], recipes[2 * args.workers:]
     settings = [("local", 1), ("local", args.workers)]
     if not args.no_cluster:
@@ -329,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {"machine": machine,
                "command": (f"python benchmarks/scaling/run.py --workers {args.workers} "
                            f"--candidates {args.candidates} --anchors {args.anchors} "
-                           f"--rounds {args.rounds} --seed {args.seed}"
+                           f"--rounds {args.rounds} --seed {args.seed} "
+                           f"--zoo-size {args.zoo_size}"
                            + (" --no-cluster" if args.no_cluster else "")),
                "candidates": args.candidates, "rounds": args.rounds,
                "items_per_candidate": runs[0]["items_per_candidate"],

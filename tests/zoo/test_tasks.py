@@ -92,3 +92,10 @@ def test_merge_state_runs_every_report_method(label: str) -> None:
         expected = base[name] + deltas[0] + deltas[1]
         assert torch.allclose(merged[name], expected)
     assert all(torch.isfinite(t).all() for t in merged.values() if t.is_floating_point())
+
+
+def test_the_cli_offers_every_zoo_size() -> None:
+    from merge3.zoo.cli import ZOO_SIZES
+    from merge3.zoo.config import SIZES
+
+    assert set(ZOO_SIZES) == set(SIZES)

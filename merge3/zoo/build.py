@@ -232,8 +232,7 @@ class _Builder:
             for step, snap in result["snapshots"].items():
                 heads = {**expert_heads, name: snap["head"]}
                 member = Member(f"{model}-step{step:03d}", "checkpoint",
-                                info={"task": name, "step": step,
-                                      "of": cfg.finetune_for(name, 0).steps})
+                                info={"task": name, "step": step, "of": cfg.steps_for(name)})
                 self._record(records, member, f"{model}@step{step}",
                              score_features(snap["test"], self.slices["test"], heads))
         with self._bar(len(jobs), "population merges") as bar:

@@ -40,10 +40,12 @@ class ZooConfig:
     seed: int = 0
     workers: int = 2
 
+    def steps_for(self, task: str) -> int:
+        return self.steps_by_task.get(task, self.finetune.steps)
+
     def finetune_for(self, task: str, index: int) -> FinetuneConfig:
         """The fine-tuning recipe of ``task`` (the ``index``-th task: its seed)."""
-        steps = self.steps_by_task.get(task, self.finetune.steps)
-        return replace(self.finetune, steps=steps, seed=self.seed + index)
+        return replace(self.finetune, steps=self.steps_for(task), seed=self.seed + index)
 
     def n_test_for(self, task: str) -> int:
         return self.n_test_by_task.get(task, self.n_test)

@@ -17,13 +17,14 @@ from merge3.methods.tsv import (
     is_svd_target,
     mean_delta,
     orthogonalize,
+    svd,
     truncated_svd,
 )
 
 
 def iso_c_matrix(delta_sum: torch.Tensor) -> torch.Tensor:
     """mean(s)·U Vᵀ for Δ = U diag(s) Vᵀ."""
-    u, s, vh = torch.linalg.svd(delta_sum, full_matrices=False)
+    u, s, vh = svd(delta_sum)
     return s.mean() * (u @ vh)
 
 

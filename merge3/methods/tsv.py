@@ -23,6 +23,7 @@ from merge3.errors import CheckpointError
 from merge3.methods.base import merge_method
 
 __all__ = [
+    "svd",
     "truncated_svd",
     "orthogonalize",
     "task_singular_vectors",
@@ -46,15 +47,31 @@ def is_svd_target(name: str, tensor: torch.Tensor, svd_embeddings: bool = False)
     return svd_embeddings or not any(h in name.lower() for h in _EMBEDDING_HINTS)
 
 
+def svd(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD ``U, s, Vᴴ``, retried in float64 when float32 LAPACK does not converge.
+
+    On CPU, float32 ``gesdd`` can fail on a well-posed input whose singular values are
+    clustered (measured: the concatenated bases Iso-CTS orthogonalises, on one thread);
+    the float64 routine converges on it, and the factors come back in the input's dtype.
+    """
+    try:
+        return torch.linalg.svd(matrix, full_matrices=False)
+    except torch.linalg.LinAlgError:
+        if matrix.dtype == torch.float64:
+            raise
+        u, s, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
+        return u.to(matrix.dtype), s.to(matrix.dtype), vh.to(matrix.dtype)
+
+
 def truncated_svd(matrix: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-k singular triplets: U (m×k), s (k,), V (n×k)."""
-    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+    u, s, vh = svd(matrix)
     return u[:, :k], s[:k], vh[:k].T
 
 
 def orthogonalize(matrix: torch.Tensor) -> torch.Tensor:
     """Nearest matrix with orthonormal columns (orthogonal Procrustes): M = PΣQᵀ -> PQᵀ."""
-    p, _, qh = torch.linalg.svd(matrix, full_matrices=False)
+    p, _, qh = svd(matrix)
     return p @ qh
 
 

@@ -75,9 +75,6 @@ SIZES: dict[str, ZooConfig] = {
         n_validation=100,
         n_test=300,
         finetune=FinetuneConfig(steps=80, batch_size=32, lr=1e-4, head_lr=1e-3),
-        # manual_topic's probe is strong: at 80 steps its expert was 1 point above it
-        # (67.3 vs 66.3%), at 240 steps 3.4 points (69.7%; 160 steps at lr 2e-4: 69.0%)
-        steps_by_task={"manual_topic": 240},
         snapshots=(20, 40),
         grids=dict(COEFFICIENT_GRIDS),
         random_merges=15,

@@ -3,7 +3,11 @@
 The probe is a multinomial logistic regression (scikit-learn, L2) on the frozen base's
 mean-pooled features; fine-tuning starts its head from the probe (LP-FT, Kumar et al.,
 ICLR 2022: a good head keeps the encoder's features from being distorted early) and
-trains every encoder weight and the head with AdamW, linear warm-up and decay.
+trains the encoder and the head with AdamW, linear warm-up and decay. The word-embedding
+matrix stays frozen unless asked: with a thousand examples only the rows of seen tokens
+would move, and its 11.7 M entries are half of MiniLM's weights. Frozen, the experts' task
+vectors live in the transformer layers, and a TIES merge of six experts takes 8 s instead
+of 21 s on one core (a fine-tuning step is ~8% cheaper).
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ class FinetuneConfig:
     warmup: float = 0.1  # fraction of steps
     weight_decay: float = 0.0
     seed: int = 0
+    train_word_embeddings: bool = False
 
 
 def _schedule(step: int, cfg: FinetuneConfig) -> float:
@@ -108,9 +113,29 @@ def finetune(
     """Fine-tune ``model`` in place on token-id lists; returns the trained head.
 
     Batches are drawn by a seeded sampler (reshuffled each epoch) and padded to their
-    longest text. ``on_snapshot(step, model, head)`` is called after the steps listed in
-    ``snapshot_at`` (checkpoints along fine-tuning).
+    longest text; the word embeddings train only if ``cfg.train_word_embeddings``.
+    ``on_snapshot(step, model, head)`` is called after the steps listed in ``snapshot_at``
+    (checkpoints along fine-tuning).
     """
+    embeddings = model.get_input_embeddings().weight
+    trains_embeddings = embeddings.requires_grad
+    embeddings.requires_grad_(cfg.train_word_embeddings and trains_embeddings)
+    try:
+        return _train(model, head, input_ids, labels, cfg, on_step, snapshot_at, on_snapshot)
+    finally:
+        embeddings.requires_grad_(trains_embeddings)
+
+
+def _train(
+    model: torch.nn.Module,
+    head: Head,
+    input_ids: Sequence[Sequence[int]],
+    labels: Sequence[int],
+    cfg: FinetuneConfig,
+    on_step: Callable[[int, float], None] | None,
+    snapshot_at: Sequence[int],
+    on_snapshot: Callable[[int, torch.nn.Module, Head], None] | None,
+) -> Head:
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # dropout
     weight = torch.nn.Parameter(head.weight.clone())
@@ -144,7 +169,8 @@ def finetune(
         loss = torch.nn.functional.cross_entropy(feats @ weight.T + bias, targets[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + [weight, bias], 1.0)
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad] + [weight, bias], 1.0)
         optimizer.step()
         if on_step is not None:
             on_step(step, float(loss))

@@ -3,8 +3,8 @@
 Six tasks (``TASKS``); each maps raw records from ``merge3.zoo.sources`` to labelled
 examples. ``make_splits`` deduplicates them (case- and space-insensitive), balances the
 classes, and assigns every distinct text to exactly one of train / validation / test by
-a seeded hash of the text, so no text (and, for ``word_order``, no source sentence) is
-in two splits.
+a seeded hash of the text, so no text (and, for ``word_order`` and ``spelling``, no source
+sentence) is in two splits.
 """
 
 from __future__ import annotations
@@ -69,27 +69,6 @@ AREAS: dict[str, tuple[str, ...]] = {
     "gui": ("tkinter", "turtle"),
 }
 
-# Reference-manual topics (manual_topic): group -> pydoc_data.topics keys.
-MANUAL_GROUPS: dict[str, tuple[str, ...]] = {
-    "data model": ("specialnames", "customization", "attribute-access", "sequence-types",
-                   "numeric-types", "context-managers", "callable-types", "specialattrs"),
-    "statements": ("compound", "assignment", "import", "try", "raise", "with", "for", "while",
-                   "if", "augassign", "assert", "return", "del", "global", "nonlocal", "break",
-                   "continue", "pass", "function", "class", "async", "yield", "else"),
-    "expressions": ("comparisons", "operator-summary", "calls", "binary", "subscriptions",
-                    "slicings", "power", "unary", "bitwise", "shifting", "lambda", "booleans",
-                    "exprlists", "atom-identifiers", "atom-literals", "attribute-references",
-                    "in", "await", "conversions"),
-    "built-in types": ("types", "typesseq", "typesseq-mutable", "typesmapping",
-                       "string-methods", "typesmethods", "typesmodules", "typesfunctions",
-                       "bltin-code-objects", "bltin-type-objects", "bltin-ellipsis-object",
-                       "bltin-null-object", "lists", "dict", "truth"),
-    "lexical": ("strings", "formatstrings", "identifiers", "integers", "floating", "imaginary",
-                "numbers", "id-classes"),
-    "execution model": ("execmodel", "naming", "exceptions", "dynamic-features", "objects"),
-}
-
-
 def _all_modules() -> list[str]:
     return sorted({m for group in AREAS.values() for m in group})
 
@@ -121,11 +100,44 @@ def _exception_type(modules: Sequence[str]) -> list[Record]:
     return out
 
 
-def _manual_topic(modules: Sequence[str]) -> list[Record]:
-    group_of = {t: group for group, topics in MANUAL_GROUPS.items() for t in topics}
-    return [Record(text, group_of[topic], f"pydoc_data.topics:{topic}")
-            for text, topic in sources.manual_sentences()
-            if topic in group_of and _words_ok(text, 5)]
+_SPELLING_WINDOW = 8  # the typo falls in the first words, which the 32-token cut keeps
+
+
+def _transpose_letters(word: str, rng: random.Random) -> str:
+    """Swap two adjacent letters inside ``word`` (its first and last letters stay)."""
+    i = rng.randrange(1, len(word) - 2)
+    return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+
+
+def _spelling(modules: Sequence[str]) -> list[Record]:
+    """Half the sentences get a typo: two adjacent letters of one word swapped.
+
+    Sentences are source comments and reference-manual prose (``word_order`` reads
+    docstrings and the manual); the word is one of the first ``_SPELLING_WINDOW`` words of
+    five or more letters, and the choices come from a hash of the text.
+    """
+    texts = [(t, f"{m}:{s}") for m in modules for t, s in sources.comments(m)
+             if _words_ok(t, 6, 40)]
+    texts += [(t, f"pydoc_data.topics:{topic}") for t, topic in sources.manual_sentences()
+              if _words_ok(t, 6, 40)]
+    out = []
+    for text, src in texts:
+        rng = random.Random(_digest(text, seed=1))
+        words = text.split()
+        candidates = [i for i, w in enumerate(words[:_SPELLING_WINDOW])
+                      if w.isalpha() and len(w) >= 5]
+        if not candidates:
+            continue
+        if rng.random() < 0.5:
+            i = rng.choice(candidates)
+            typo = _transpose_letters(words[i], rng)
+            if typo.lower() == words[i].lower():  # e.g. "committee": a swap of equal letters
+                continue
+            words[i] = typo
+            out.append(Record(" ".join(words), "misspelled", src))
+        else:
+            out.append(Record(text, "correct", src))
+    return out
 
 
 def _swap_adjacent(text: str, rng: random.Random) -> str:
@@ -171,8 +183,8 @@ TASKS: dict[str, TaskDef] = {
                 _docstring_kind),
         TaskDef("exception_type", ("ValueError", "TypeError", "other"),
                 "which exception class a stdlib error message is raised with", _exception_type),
-        TaskDef("manual_topic", tuple(MANUAL_GROUPS),
-                "which part of the language reference a sentence comes from", _manual_topic),
+        TaskDef("spelling", ("correct", "misspelled"),
+                "whether a word of a sentence has two adjacent letters swapped", _spelling),
         TaskDef("word_order", ("original", "swapped"),
                 "whether two adjacent words of a sentence were swapped", _word_order),
         TaskDef("text_source", ("docstring", "code comment", "reference manual"),

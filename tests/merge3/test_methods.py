@@ -21,6 +21,7 @@ from merge3.methods.tsv import (
     save_factors,
     singular_task_interference,
     storage_ratio,
+    svd,
     task_singular_vectors,
     truncated_svd,
     tsv_merge_matrix,
@@ -157,6 +158,27 @@ def test_tsv_m_orthonormal_factors_and_spectrum():
     assert torch.allclose(spectrum, torch.sort(s, descending=True).values, atol=1e-10)
     assert singular_task_interference(u, s, v) > 1.0
     assert singular_task_interference(u_perp, s, v_perp) < 1e-10
+
+
+def test_svd_converges_where_float32_lapack_does_not():
+    """A real matrix Iso-CTS orthogonalised in a zoo build (two experts, layer 0's query):
+    float32 gesdd on one thread fails on it; ``svd`` retries in float64."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    matrix = load_file(Path(__file__).parent / "data" / "gesdd_nonconvergent.safetensors")["matrix"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        u, s, vh = svd(matrix)
+        polar = orthogonalize(matrix)
+    finally:
+        torch.set_num_threads(threads)
+    assert u.dtype == s.dtype == vh.dtype == torch.float32
+    torch.testing.assert_close(u @ torch.diag(s) @ vh, matrix, atol=1e-5, rtol=0)
+    eye = torch.eye(matrix.shape[1])
+    torch.testing.assert_close(polar.T @ polar, eye, atol=1e-4, rtol=0)
 
 
 def test_tsv_m_per_task_weights_scale_blocks():

@@ -99,3 +99,59 @@ def test_the_cli_offers_every_zoo_size() -> None:
     from merge3.zoo.config import SIZES
 
     assert set(ZOO_SIZES) == set(SIZES)
+
+
+def test_spelling_typos_are_one_adjacent_transposition_early_in_a_sentence() -> None:
+    from merge3.zoo.tasks import _SPELLING_WINDOW, _words_ok
+
+    records = task_records("spelling", MODULES)
+    misspelled = [r for r in records if r.label == "misspelled"]
+    assert 0.35 < len(misspelled) / len(records) < 0.65
+    originals = [t for m in MODULES for t, _ in sources.comments(m) if _words_ok(t, 6, 40)]
+    originals += [t for t, _ in sources.manual_sentences() if _words_ok(t, 6, 40)]
+    masked: dict[tuple, set[str]] = {}
+    for text in originals:
+        words = text.split()
+        for i in range(min(_SPELLING_WINDOW, len(words))):
+            masked.setdefault((i, *words[:i], "*", *words[i + 1:]), set()).add(words[i])
+    assert {r.text for r in records if r.label == "correct"} <= set(originals)
+    for record in misspelled:
+        words = record.text.split()
+        found = [(i, word) for i in range(min(_SPELLING_WINDOW, len(words)))
+                 for word in masked.get((i, *words[:i], "*", *words[i + 1:]), ())
+                 if word != words[i] and sorted(word) == sorted(words[i])]
+        assert found, record.text  # one original sentence, one word's letters reordered
+        i, word = found[0]
+        typo = words[i]
+        diff = [j for j, (a, b) in enumerate(zip(word, typo)) if a != b]
+        assert len(word) == len(typo) >= 5 and len(diff) == 2 and diff[1] == diff[0] + 1
+        assert typo[diff[0]] == word[diff[1]] and typo[diff[1]] == word[diff[0]]
+        assert diff[0] > 0 and diff[1] < len(word) - 1  # first and last letters stay
+
+
+def _tiny_bert() -> torch.nn.Module:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32)
+    return BertModel(config).train()
+
+
+@pytest.mark.parametrize("train_embeddings", [False, True])
+def test_finetune_freezes_word_embeddings_unless_asked(train_embeddings: bool) -> None:
+    from merge3.zoo.finetune import FinetuneConfig, Head, finetune
+
+    model = _tiny_bert()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = [[1, 5 + i % 7, 9, 2] for i in range(16)]
+    head = Head(torch.zeros(2, 16), torch.zeros(2))
+    cfg = FinetuneConfig(steps=3, batch_size=8, lr=1e-2, head_lr=1e-2,
+                         train_word_embeddings=train_embeddings)
+    finetune(model, head, ids, [i % 2 for i in range(16)], cfg)
+    after = model.state_dict()
+    name = "embeddings.word_embeddings.weight"
+    assert torch.equal(after[name], before[name]) is not train_embeddings
+    assert not torch.equal(after["encoder.layer.0.attention.self.query.weight"],
+                           before["encoder.layer.0.attention.self.query.weight"])
+    assert model.get_input_embeddings().weight.requires_grad  # restored afterwards

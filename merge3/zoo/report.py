@@ -100,6 +100,19 @@ def compute_report(zoo_dir: str | Path) -> dict[str, Any]:
         row_mean = float(np.mean([row[t] for t in tasks]))
         rows[name] = {**row, "mean": row_mean}
     base = rows["base (linear probes)"]
+    # The zoo's two requirements, with intervals: each expert above the probe-only base on
+    # its task, and the best merge (by mean test accuracy) below the experts on average.
+    base_scores = _scores(zoo_dir, "base", tasks)
+    own = {t: _scores(zoo_dir, f"expert-{t}", [t])[t] for t in tasks}
+    expert_vs_base = {}
+    for t in tasks:
+        point, low, high = paired_bootstrap({t: own[t]}, {t: base_scores[t]})
+        expert_vs_base[t] = {"difference": point, "low": low, "high": high}
+    best_vs_experts = None
+    if merges:
+        best = max(merges, key=lambda label: merges[label]["mean"])
+        point, low, high = paired_bootstrap(_scores(zoo_dir, merges[best]["model"], tasks), own)
+        best_vs_experts = {"merge": best, "difference": point, "low": low, "high": high}
     return {
         "zoo": str(zoo_dir),
         "size": population.get("size"),
@@ -108,6 +121,8 @@ def compute_report(zoo_dir: str | Path) -> dict[str, Any]:
         "models": rows,
         "base_normalized_mean": float(np.mean([base[t] / expert_own[t] for t in tasks])),
         "merges": merges,
+        "expert_vs_base": expert_vs_base,
+        "best_merge_vs_experts": best_vs_experts,
         "population_size": len(members),
     }
 
@@ -143,15 +158,27 @@ def format_report(report: Mapping[str, Any]) -> str:
         + f" | {_pct(report['base_normalized_mean'])} | |")
     for label, m in report["merges"].items():
         cmp = m.get("vs_task_arithmetic")
-        delta = (f"{100 * cmp['difference']:+.1f} [{100 * cmp['low']:+.1f}, "
-                 f"{100 * cmp['high']:+.1f}]") if cmp else "reference"
+        delta = _interval(cmp) if cmp else "reference"
         lines.append(f"| {label} | " + " | ".join(_pct(m["normalized"][t]) for t in tasks)
                      + f" | {_pct(m['normalized_mean'])} | {delta} |")
     lines.append("")
     lines.append("Coefficients chosen on validation: " + ", ".join(
         f"{label} {m['coefficient']:g}" for label, m in report["merges"].items()
         if label != "averaging"))
+    if "expert_vs_base" in report:  # reports written before 2026-12-02 lack it
+        lines += ["", "Each expert minus the probe-only base on its own task (points, 95% "
+                  "paired-bootstrap interval): " + "; ".join(
+                      f"{t} {_interval(c)}" for t, c in report["expert_vs_base"].items())]
+        best = report.get("best_merge_vs_experts")
+        if best:
+            lines.append(f"The best merge ({best['merge']}) minus the experts, mean over tasks: "
+                         f"{_interval(best)}")
     return "\n".join(lines) + "\n"
+
+
+def _interval(cmp: Mapping[str, float]) -> str:
+    return (f"{100 * cmp['difference']:+.1f} [{100 * cmp['low']:+.1f}, "
+            f"{100 * cmp['high']:+.1f}]")
 
 
 def load_report(zoo_dir: str | Path) -> dict[str, Any]:

@@ -176,8 +176,18 @@ def test_report(zoo: Path) -> None:
             assert cmp["low"] <= cmp["difference"] <= cmp["high"]
     chosen = report["merges"]["task arithmetic"]["coefficient"]
     assert chosen in zoo_config("test").grids["task arithmetic"]
+    for task, cmp in report["expert_vs_base"].items():
+        own = report["models"][f"expert: {task}"][task]
+        base = report["models"]["base (linear probes)"][task]
+        assert cmp["difference"] == pytest.approx(own - base)
+        assert cmp["low"] <= cmp["difference"] <= cmp["high"]
+    best = report["best_merge_vs_experts"]
+    means = {label: m["mean"] for label, m in report["merges"].items()}
+    assert means[best["merge"]] == max(means.values())
+    experts = report["models"]["experts, each on its own task"]["mean"]
+    assert best["difference"] == pytest.approx(means[best["merge"]] - experts)
     text = format_report(report)
-    assert "Iso-CTS" in text and "expert: " in text
+    assert "Iso-CTS" in text and "expert: " in text and "minus the experts" in text
     assert json.loads((zoo / "report.json").read_text())["tasks"] == list(TASK_NAMES)
 
 

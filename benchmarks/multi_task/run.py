@@ -70,8 +70,10 @@ TSV_C_FRACTIONS = (0.01, 0.02, 0.05, 1 / 6, 0.25, 0.5)  # k / r kept per matrix
 ROUTING_BLOCKS = (0, 1, 2, 3, 4, 5)  # MASS candidates: each block's MLP input projection
 SPECTRUM_LAYER = "encoder.layer.4.intermediate.dense.weight"
 # Tasks whose inputs come from different sources (docstring_area shares docstring_kind's
-# texts; word_order and text_source mix docstrings and reference sentences).
-SEPARABLE = ("docstring_kind", "exception_type", "manual_topic")
+# texts; word_order and text_source mix docstrings, comments and reference sentences).
+# Until 2026-12-02 the third was manual_topic (reference sentences), which spelling
+# (comments and reference sentences) replaced in the zoo.
+SEPARABLE = ("docstring_kind", "exception_type", "spelling")
 
 
 # -- data ----------------------------------------------------------------------------------

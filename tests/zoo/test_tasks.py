@@ -155,3 +155,17 @@ def test_finetune_freezes_word_embeddings_unless_asked(train_embeddings: bool) -
     assert not torch.equal(after["encoder.layer.0.attention.self.query.weight"],
                            before["encoder.layer.0.attention.self.query.weight"])
     assert model.get_input_embeddings().weight.requires_grad  # restored afterwards
+
+
+def test_per_task_finetuning_changes_and_seeds() -> None:
+    from dataclasses import replace
+
+    from merge3.zoo.config import zoo_config
+
+    demo = zoo_config("demo")
+    cfg = replace(demo, finetune_by_task={"word_order": {"lr": 3e-4, "steps": 120}})
+    changed, plain = cfg.finetune_for("word_order", 4), cfg.finetune_for("spelling", 3)
+    assert (changed.lr, changed.steps, changed.seed) == (3e-4, 120, 4)
+    assert (plain.lr, plain.steps, plain.seed) == (demo.finetune.lr, demo.finetune.steps, 3)
+    assert cfg.steps_for("word_order") == 120 and cfg.steps_for("spelling") == 80
+    assert cfg.recipe()["finetune_by_task"] != demo.recipe()["finetune_by_task"]

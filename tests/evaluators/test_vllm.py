@@ -52,11 +52,18 @@ def test_vllm_answers_equal_transformers_before_and_after_swap(
     out = tmp_path / "vllm_results.json"
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", OMP_NUM_THREADS="2",
                PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(
-        [str(VLLM_PYTHON), str(RUNNER), str(models["gpt2_a"]),
-         str(merged_dir / "model.safetensors"), str(out), *map(str, task_files)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=420,
-    )
+    command = [str(VLLM_PYTHON), str(RUNNER), str(models["gpt2_a"]),
+               str(merged_dir / "model.safetensors"), str(out), *map(str, task_files)]
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=420)
+    if proc.returncode < 0:
+        # vllm-cpu 0.32 once aborted in engine start-up in 3 fresh-clone runs (SIGABRT,
+        # "terminate called without an active exception", right after loading the weights):
+        # one retry on a death by signal; any other failure, or a second one, fails.
+        print(f"vLLM runner died by signal {-proc.returncode}; retrying once:\n"
+              + proc.stderr[-2000:], file=sys.stderr)
+        proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=420)
     assert proc.returncode == 0, proc.stderr[-4000:]
     vllm_out = json.loads(out.read_text())
 

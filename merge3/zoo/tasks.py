@@ -100,6 +100,12 @@ def _exception_type(modules: Sequence[str]) -> list[Record]:
     return out
 
 
+def _manual_texts(low: int, high: int) -> list[tuple[str, str]]:
+    """(sentence, source) of the reference manual's prose with ``low``–``high`` words."""
+    return [(t, f"pydoc_data.topics:{topic}") for t, topic in sources.manual_sentences()
+            if _words_ok(t, low, high)]
+
+
 _SPELLING_WINDOW = 8  # the typo falls in the first words, which the 32-token cut keeps
 
 
@@ -118,8 +124,7 @@ def _spelling(modules: Sequence[str]) -> list[Record]:
     """
     texts = [(t, f"{m}:{s}") for m in modules for t, s in sources.comments(m)
              if _words_ok(t, 6, 40)]
-    texts += [(t, f"pydoc_data.topics:{topic}") for t, topic in sources.manual_sentences()
-              if _words_ok(t, 6, 40)]
+    texts += _manual_texts(6, 40)
     out = []
     for text, src in texts:
         rng = random.Random(_digest(text, seed=1))
@@ -151,8 +156,7 @@ def _word_order(modules: Sequence[str]) -> list[Record]:
     """Half the sentences get two adjacent words swapped (chosen by a hash of the text)."""
     out = []
     texts = [(t, s) for m in modules for t, _, s in sources.docstrings(m) if _words_ok(t, 6, 40)]
-    texts += [(t, f"pydoc_data.topics:{topic}") for t, topic in sources.manual_sentences()
-              if _words_ok(t, 6, 40)]
+    texts += _manual_texts(6, 40)
     for text, src in texts:
         rng = random.Random(_digest(text))
         swapped = _swap_adjacent(text, rng)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from merge3.errors import RecipeError
 from merge3.genome import Genome
-from merge3.merging import resolve_model
+from merge3.models import resolve_model
 from merge3.remote_code import check_remote_code
 from search.config import SearchConfig
 from search.faults import kill_point

@@ -106,7 +106,7 @@ def candidates(anchors: int, count: int, seed: int, zoo_size: str = "demo"
     """The worker spec, ``count`` random candidate recipes, and the anchor items."""
     from merge3.demo import calibrate_zoo_banks, demo_search_config
     from merge3.genome import Genome
-    from merge3.merging import resolve_model
+    from merge3.models import resolve_model
     from merge3.zoo.build import build_zoo
     from search.config import parse_config
     from search.fitness import Fitness

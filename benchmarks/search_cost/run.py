@@ -187,7 +187,7 @@ def _run_pool(jobs: list[tuple[Any, dict[str, Any]]], config: dict[str, Any],
               task_files: dict[str, str], workers: int, keep) -> None:
     """Score every ``(key, recipe)`` job on all items of ``task_files`` with the search's
     own Ray workers; ``keep(key, responses)`` gets each result."""
-    from merge3.merging import resolve_model
+    from merge3.models import resolve_model
     from search.run import _resolve_task
     from search.workers import CandidateResult, WorkerPool, WorkerSpec, init_ray
 

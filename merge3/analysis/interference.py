@@ -10,7 +10,8 @@ to its top-k singular triplets; the factors are concatenated across tasks into
 
 zero when the tasks' singular vectors are mutually orthogonal. TSV-M replaces ``U`` and
 ``V`` by their nearest orthonormal matrices (orthogonal Procrustes) before summing, which
-removes this interference: ``orthogonalized=True`` measures it after that step.
+removes this interference: ``orthogonalized=True`` measures it after that step. The SVD
+and Procrustes arithmetic is ``merge3.methods.tsv``'s, in float64.
 """
 
 from __future__ import annotations
@@ -19,32 +20,33 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from merge3.analysis.spectra import as_matrix
+from merge3.methods import tsv
 
 __all__ = ["singular_task_interference", "truncated_factors", "orthogonalize",
            "layer_interference", "pairwise_interference"]
 
 
-def singular_task_interference(U: np.ndarray, s: np.ndarray, V: np.ndarray) -> float:
-    """STI of concatenated factors: U (m × K), s (K,), V (n × K)."""
-    U, s, V = as_matrix(U), as_matrix(s), as_matrix(V)
-    k = s.shape[0]
-    left = U.T @ U - np.eye(k)
-    right = V.T @ V - np.eye(k)
-    return float(np.abs(left @ np.diag(s) @ right).sum())
+def _torch(value: Any) -> torch.Tensor:
+    return torch.from_numpy(as_matrix(value))
+
+
+def singular_task_interference(U: Any, s: Any, V: Any) -> float:
+    """STI of concatenated factors: U (m × K), s (K,), V (n × K) (float64)."""
+    return tsv.singular_task_interference(_torch(U), _torch(s), _torch(V))
 
 
 def truncated_factors(matrix: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-k singular triplets of a 2-D matrix: U (m × k), s (k,), V (n × k)."""
-    u, s, vt = np.linalg.svd(as_matrix(matrix), full_matrices=False)
-    return u[:, :k], s[:k], vt[:k].T
+    """Top-k singular triplets of a 2-D matrix: U (m × k), s (k,), V (n × k) (float64)."""
+    u, s, v = tsv.truncated_svd(_torch(matrix), k)
+    return u.numpy(), s.numpy(), v.numpy()
 
 
 def orthogonalize(matrix: Any) -> np.ndarray:
     """Nearest matrix with orthonormal columns (orthogonal Procrustes): M = PΣQᵀ → PQᵀ."""
-    p, _, qt = np.linalg.svd(as_matrix(matrix), full_matrices=False)
-    return p @ qt
+    return tsv.orthogonalize(_torch(matrix)).numpy()
 
 
 def _concatenated(matrices: Sequence[Any], k: int | None,

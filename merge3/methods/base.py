@@ -18,11 +18,14 @@ import torch
 
 from merge3.registry import Registry
 
-__all__ = ["MergeMethod", "merge_method", "METHODS", "BasePolicy"]
+__all__ = ["MergeMethod", "merge_method", "METHODS", "BasePolicy", "NOT_COMPUTED"]
 
 BasePolicy = Literal["required", "optional", "unused"]
 
 METHODS: Registry[MergeMethod] = Registry("merge method")
+
+# What ``precomputed`` is until a method's hook ran (its result may well be None).
+NOT_COMPUTED: Any = type("NotComputed", (), {"__repr__": lambda self: "NOT_COMPUTED"})()
 
 # Python keywords cannot be parameter names; recipes write `lambda`.
 _ALIASES = {"lambda_": "lambda"}
@@ -46,6 +49,11 @@ class MergeMethod:
     masks: bool = False  # may drop entries: a NaN in an input need not reach the output
     align: str | None = None  # whole-model alignment run before the per-tensor merge
     elementwise: bool = False  # each output entry depends on the same entry of the inputs
+    # Genome-independent work (e.g. TSV-M's orthogonalised factors): computed from the
+    # inputs and the global parameters it names, passed to ``func`` as ``precomputed``.
+    # The executor caches it per tensor where the inputs stay fixed (a search worker).
+    precompute: Callable[..., Any] | None = None
+    precompute_params: tuple[str, ...] = ()
     description: str = ""
 
     @property
@@ -59,9 +67,14 @@ class MergeMethod:
         *,
         name: str = "",
         generator: torch.Generator | None = None,
+        precomputed: Any = NOT_COMPUTED,
         **params: Any,
     ) -> torch.Tensor:
         kwargs = {python_name(k): v for k, v in params.items()}
+        if self.precompute is not None:
+            if precomputed is NOT_COMPUTED:
+                precomputed = self.prepare(tensors, base, name=name, **params)
+            kwargs["precomputed"] = precomputed
         if self.wants_generator:
             kwargs["generator"] = generator
         if self.wants_name:
@@ -69,6 +82,16 @@ class MergeMethod:
         if self.base == "unused":
             return self.func(tensors, **kwargs)
         return self.func(tensors, base, **kwargs)
+
+
+    def prepare(self, tensors: list[torch.Tensor], base: torch.Tensor | None, *,
+                name: str = "", **params: Any) -> Any:
+        """The method's genome-independent work on one tensor (None without a hook)."""
+        if self.precompute is None:
+            return None
+        options = {python_name(k): params.get(k, self.global_params[k])
+                   for k in self.precompute_params}
+        return self.precompute(tensors, base, name=name, **options)
 
 
 def python_name(recipe_name: str) -> str:
@@ -90,13 +113,16 @@ def merge_method(
     masks: bool = False,
     align: str | None = None,
     elementwise: bool = False,
+    precompute: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register ``func(tensors, base, *, <per-model lists>, <globals>=default)``.
 
     Keyword-only parameters named in ``per_model`` receive one value per input model;
     the other keyword-only parameters are global and must have defaults. A parameter
     called ``generator`` receives a seeded ``torch.Generator`` (one per tensor), one
-    called ``name`` the tensor's name.
+    called ``name`` the tensor's name. ``precompute(tensors, base, *, name, <some
+    globals>)`` is the genome-independent part of the method: its result reaches ``func``
+    as the keyword ``precomputed``, and a search worker computes it once per tensor.
     """
     per_model = dict(per_model or {})
 
@@ -106,7 +132,7 @@ def merge_method(
         for param in signature.parameters.values():
             if param.kind is not inspect.Parameter.KEYWORD_ONLY:
                 continue
-            if param.name in ("generator", "name") or param.name in per_model:
+            if param.name in ("generator", "name", "precomputed") or param.name in per_model:
                 continue
             if param.default is inspect.Parameter.empty:
                 raise TypeError(f"{func.__name__}: global parameter {param.name} needs a default")
@@ -114,6 +140,16 @@ def merge_method(
         missing = set(per_model) - set(signature.parameters)
         if missing:
             raise TypeError(f"{func.__name__}: per-model parameters {missing} not in signature")
+        precompute_params: tuple[str, ...] = ()
+        if precompute is not None:
+            hook = inspect.signature(precompute).parameters.values()
+            precompute_params = tuple(
+                _ALIASES.get(p.name, p.name) for p in hook
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "name")
+            unknown = set(precompute_params) - set(global_params)
+            if unknown:
+                raise TypeError(f"{func.__name__}: precompute reads {unknown}, which are not "
+                                "global parameters")
         doc = inspect.getdoc(func) or ""
         METHODS.register(
             name,
@@ -132,6 +168,8 @@ def merge_method(
                 masks=masks,
                 align=align,
                 elementwise=elementwise,
+                precompute=precompute,
+                precompute_params=precompute_params,
                 description=doc.splitlines()[0] if doc else "",
             ),
         )

@@ -10,9 +10,9 @@ norms) and, unless ``svd_embeddings``, embedding matrices get the mean of the τ
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,7 +29,10 @@ __all__ = [
     "task_singular_vectors",
     "singular_task_interference",
     "tsv_merge_matrix",
-    "merge_factors",
+    "LowRank",
+    "TSVFactors",
+    "orthogonal_factors",
+    "tsv_factors",
     "is_svd_target",
     "compress_task_vector",
     "save_factors",
@@ -82,6 +85,39 @@ def rank_per_task(shape: tuple[int, ...], num_tasks: int, k_fraction: float | No
     return max(1, min(r, int(k_fraction * r)))
 
 
+@dataclass(frozen=True, slots=True)
+class LowRank:
+    """Top-k singular triplets of one task's matrix: τ ≈ U diag(s) Vᵀ."""
+
+    u: torch.Tensor  # (m, k), orthonormal columns
+    s: torch.Tensor  # (k,), descending
+    v: torch.Tensor  # (n, k), orthonormal columns
+
+
+@dataclass(frozen=True, slots=True)
+class TSVFactors:
+    """TSV-M's genome-independent part for one matrix: the orthogonalised concatenated
+    bases U⊥ (m×Tk), V⊥ (n×Tk) and each task's singular values s_t (k,)."""
+
+    u_perp: torch.Tensor
+    singular: tuple[torch.Tensor, ...]
+    v_perp: torch.Tensor
+
+    def delta(self, weights: Sequence[float] | None = None) -> torch.Tensor:
+        """U⊥ diag(w_1 s_1, …, w_T s_T) V⊥ᵀ: a weight only scales its task's block of
+        singular values, so every weighting reuses the same bases."""
+        scaled = torch.cat([s * (1.0 if weights is None else float(w))
+                            for s, w in zip(self.singular, weights or [1.0] * len(self.singular))])
+        return (self.u_perp * scaled) @ self.v_perp.T
+
+
+def orthogonal_factors(factors: Sequence[LowRank]) -> TSVFactors:
+    """Concatenate tasks' triplets and orthogonalise U and V (Procrustes)."""
+    return TSVFactors(orthogonalize(torch.cat([f.u for f in factors], 1)),
+                      tuple(f.s for f in factors),
+                      orthogonalize(torch.cat([f.v for f in factors], 1)))
+
+
 def task_singular_vectors(
     deltas: list[torch.Tensor], k: int, weights: list[float] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -104,16 +140,11 @@ def singular_task_interference(u: torch.Tensor, s: torch.Tensor, v: torch.Tensor
     return float(((u.T @ u - eye) @ torch.diag(s) @ (v.T @ v - eye)).abs().sum())
 
 
-def merge_factors(u: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """TSV-M from concatenated factors U (m×K), s (K,), V (n×K): U⊥ diag(s) V⊥ᵀ."""
-    return orthogonalize(u) @ torch.diag(s) @ orthogonalize(v).T
-
-
 def tsv_merge_matrix(
     deltas: list[torch.Tensor], k: int, weights: list[float] | None = None
 ) -> torch.Tensor:
-    """TSV-M for one matrix: Δ = U⊥ diag(s_cat) V⊥ᵀ."""
-    return merge_factors(*task_singular_vectors(deltas, k, weights))
+    """TSV-M for one matrix: Δ = U⊥ diag(w·s) V⊥ᵀ."""
+    return orthogonal_factors([LowRank(*truncated_svd(d, k)) for d in deltas]).delta(weights)
 
 
 def all_zero(deltas: list[torch.Tensor]) -> bool:
@@ -127,28 +158,43 @@ def mean_delta(tensors: list[torch.Tensor], base: torch.Tensor, weight: list[flo
     return sum(float(w) * (t - base) for t, w in zip(tensors, weight)) / len(tensors)
 
 
+def tsv_factors(
+    tensors: list[torch.Tensor],
+    base: torch.Tensor,
+    *,
+    name: str = "",
+    k_fraction: float | None = None,
+    svd_embeddings: bool = False,
+) -> TSVFactors | None:
+    """TSV-M's genome-independent part of one tensor (None: not decomposed)."""
+    deltas = [t - base for t in tensors]
+    if not is_svd_target(name, base, svd_embeddings) or all_zero(deltas):
+        return None
+    k = rank_per_task(tuple(base.shape), len(tensors), k_fraction)
+    return orthogonal_factors([LowRank(*truncated_svd(d, k)) for d in deltas])
+
+
 @merge_method(
     "tsv_m",
     pretty_name="TSV-Merge",
     reference="https://arxiv.org/abs/2412.00081",
     per_model={"weight": 1.0},
+    precompute=tsv_factors,
 )
 def tsv_m(
     tensors: list[torch.Tensor],
     base: torch.Tensor,
     *,
     weight: list[float],
-    name: str = "",
+    precomputed: TSVFactors | None,
     alpha: float = 1.0,
     k_fraction: float | None = None,
     svd_embeddings: bool = False,
 ) -> torch.Tensor:
     """θ_0 + α·TSV-M(τ_1..τ_T); k = ⌊r/T⌋ per task unless ``k_fraction`` of r is given."""
-    deltas = [t - base for t in tensors]
-    if not is_svd_target(name, base, svd_embeddings) or all_zero(deltas):
+    if precomputed is None:
         return base + alpha * mean_delta(tensors, base, weight)
-    k = rank_per_task(tuple(base.shape), len(tensors), k_fraction)
-    return base + alpha * tsv_merge_matrix(deltas, k, weight)
+    return base + alpha * precomputed.delta(weight)
 
 
 @merge_method(
@@ -240,7 +286,3 @@ def load_factors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         else:
             rebuilt[key] = tensor
     return rebuilt
-
-
-def describe(factors: Mapping[str, torch.Tensor]) -> str:
-    return json.dumps({k: list(v.shape) for k, v in factors.items()})

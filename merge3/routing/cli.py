@@ -50,7 +50,7 @@ def add_route_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_experts(spec: str) -> dict[str, Path]:
     """``[NAME=]DIR,...`` -> {task: model directory} (zoo names resolved)."""
-    from merge3.merging import resolve_model
+    from merge3.models import resolve_model
 
     experts: dict[str, Path] = {}
     for entry in (e.strip() for e in spec.split(",")):
@@ -87,7 +87,7 @@ def wants_routing(args: argparse.Namespace) -> bool:
 
 def make_routed_evaluator(args: argparse.Namespace) -> tuple[MassEvaluator, str]:
     """The MASS evaluator ``merge3 eval`` asked for, and its default log name."""
-    from merge3.merging import resolve_model
+    from merge3.models import resolve_model
     from merge3.routing.evaluator import MassEvaluator
     from merge3.routing.mass import MassConfig
 

@@ -13,24 +13,21 @@ factor and merge arithmetic is ``merge3.methods.tsv``'s.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 
-from merge3.methods.tsv import all_zero, is_svd_target, merge_factors, rank_per_task, truncated_svd
+from merge3.methods.tsv import (
+    LowRank,
+    all_zero,
+    is_svd_target,
+    orthogonal_factors,
+    rank_per_task,
+    truncated_svd,
+)
 from merge3.registry import did_you_mean
 from merge3.routing.errors import RoutingError
 
 __all__ = ["LowRank", "TaskFactors"]
-
-
-@dataclass(frozen=True, slots=True)
-class LowRank:
-    """Top-k singular triplets of one task's matrix: τ ≈ U diag(s) Vᵀ."""
-
-    u: torch.Tensor  # (m, k), orthonormal columns
-    s: torch.Tensor  # (k,), descending
-    v: torch.Tensor  # (n, k), orthonormal columns: the input-space basis MASS routes on
 
 
 class TaskFactors:
@@ -132,9 +129,7 @@ class TaskFactors:
             if len(active) == 1:  # one task's U, V are orthonormal already: TSV-M is TSV-C
                 merged = (active[0].u * active[0].s) @ active[0].v.T
             else:
-                merged = merge_factors(torch.cat([f.u for f in active], 1),
-                                       torch.cat([f.s for f in active]),
-                                       torch.cat([f.v for f in active], 1))
+                merged = orthogonal_factors(active).delta()
             out[name] = alpha * merged
         for name, deltas in self.dense.items():
             if wanted is None or name in wanted:

@@ -2,9 +2,9 @@
 
 A ``MergeSpec`` is a mergekit-style recipe over zoo names (``zoo:minilm/base``,
 ``zoo:minilm/expert/<task>``), so ``merge3 merge`` can rebuild any population member on
-disk. ``merge_state`` runs the same per-tensor code path as ``run_merge``
-(``merge3.merging.merge_tensor`` with the recipe's resolved parameters) on state dicts
-already in memory, which is what the population and the report need: no disk, no reload.
+disk. ``merge_state`` runs the executor ``run_merge`` runs
+(``merge3.executor.merge_model`` of the recipe) on state dicts already in memory, which
+is what the population and the report need: no disk, no reload.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from typing import Any
 
 import torch
 
-from merge3.merging import layer_position, merge_tensor
+from merge3.executor import StateDict, count_layers, merge_job, merge_model
 from merge3.methods import get_method
 from merge3.recipe import Recipe, parse_recipe
-from merge3.task_vectors import layer_index
 
 __all__ = ["MergeSpec", "merge_state", "report_spec", "REPORT_METHODS", "COEFFICIENT_GRIDS",
            "zoo_name"]
@@ -63,33 +62,9 @@ def merge_state(
 ) -> dict[str, torch.Tensor]:
     """Merge the experts named in ``spec`` (state dicts in memory) tensor by tensor."""
     recipe = spec.recipe()
-    method = get_method(recipe.merge_method)
-    inputs = [experts[t] for t in spec.tasks]
-    settings = [
-        {key: entry.parameters.get(key, recipe.parameters.get(key, default))
-         for key, default in method.per_model.items()}
-        for entry in recipe.models
-    ]
-    global_settings = {k: recipe.parameters.get(k, d) for k, d in method.global_params.items()}
-    indices = [i for n in base if (i := layer_index(n)) is not None]
-    num_layers = max(indices) + 1 if indices else 1
-    out: dict[str, torch.Tensor] = {}
-    for name, base_tensor in base.items():
-        if not base_tensor.is_floating_point() or all(
-            torch.equal(x[name], base_tensor) for x in inputs
-        ):
-            # Buffers are copied; so is a tensor no expert changed (BERT's pooler is
-            # unused under mean pooling): every method maps zero task vectors to the
-            # base, and the SVD methods would factor an all-zero matrix.
-            out[name] = base_tensor
-            continue
-        merged = merge_tensor(
-            method, name, base_tensor if method.base != "unused" else None,
-            [x[name] for x in inputs], settings, global_settings,
-            t=layer_position(name, num_layers), seed=recipe.seed,
-        )
-        out[name] = merged.to(base_tensor.dtype)
-    return out
+    job = merge_job(recipe, num_layers=count_layers(base))
+    inputs = [StateDict(experts[t], f"expert {t}") for t in spec.tasks]
+    return dict(merge_model(job, StateDict(base, "base"), inputs, list(base)))
 
 
 # The report's methods and the coefficients searched on validation for each.

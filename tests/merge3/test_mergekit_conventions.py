@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from merge3.checkpoints import Checkpoint, parse_size
-from merge3.merging import layer_position, merge_tensor
+from merge3.executor import layer_position, merge_tensor
 from merge3.methods import get_method
 from merge3.methods.sparsify import dare_drop, magnitude_mask, outlier_mask
 from merge3.recipe import parse_recipe, resolve_parameter

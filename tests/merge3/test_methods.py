@@ -9,7 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from merge3.checkpoints import Checkpoint
-from merge3.merging import merge_tensor, run_merge
+from merge3.executor import merge_tensor
+from merge3.merging import run_merge
 from merge3.methods import METHODS, get_method
 from merge3.methods.iso import iso_c_matrix, iso_cts_matrix, iso_cts_ranks
 from merge3.methods.sparsify import dare_drop, outlier_mask
@@ -299,7 +300,7 @@ def test_elementwise_methods_give_the_same_result_in_slices(method, gpt2_family,
                         [gpt2_family["expert_1"], gpt2_family["expert_2"]],
                         weight=[0.3, 1.1], **({"lambda": 0.7} if method != "linear" else {}))
     whole = Checkpoint(run_merge(recipe, tmp_path / "whole", progress=False))
-    monkeypatch.setattr(merge3.merging, "CHUNK_ELEMENTS", 100)  # every tensor in many slices
+    monkeypatch.setattr(merge3.executor, "CHUNK_ELEMENTS", 100)  # every tensor in many slices
     sliced = Checkpoint(run_merge(recipe, tmp_path / "sliced", progress=False))
     for name in whole.names():
         assert torch.equal(whole.get(name), sliced.get(name)), name

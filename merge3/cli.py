@@ -34,6 +34,7 @@ def _merge(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         allow_pickle=args.allow_pickle,
         progress=not args.quiet,
+        device=args.device,
     )
     print(f"merged ({recipe.merge_method}) -> {out}")
     return 0
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--overwrite", action="store_true", help="replace an existing output")
     merge.add_argument("--allow-pickle", action="store_true",
                        help="also read pytorch_model.bin (pickle) weights: only if you trust them")
+    merge.add_argument("--device", default=None,
+                       help="where the arithmetic runs, e.g. cuda or cuda:1 (mergekit's --cuda);"
+                            " default: the CPU")
     merge.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     merge.set_defaults(func=_merge)
 

@@ -52,6 +52,11 @@ def _methods(args: argparse.Namespace) -> int:
         print(f"{name:17s} {method.pretty_name} — {method.description}")
         print(f"{'':17s} base: {method.base}; per model: {per_model}")
         print(f"{'':17s} global: {globals_}")
+        if method.ranges:
+            bounds = ", ".join(f"{k} in [{'-inf' if lo is None else lo}, "
+                               f"{'inf' if hi is None else hi}]"
+                               for k, (lo, hi) in method.ranges.items())
+            print(f"{'':17s} ranges: {bounds}")
         print(f"{'':17s} paper: {method.reference}")
     return 0
 

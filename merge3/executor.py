@@ -24,7 +24,7 @@ import torch
 from merge3.errors import CheckpointError, MergeError, RecipeError
 from merge3.methods import MergeMethod, get_method
 from merge3.methods.base import NOT_COMPUTED
-from merge3.recipe import Fallback, ModelEntry, Recipe, resolve_parameter
+from merge3.recipe import Conditional, Fallback, ModelEntry, Recipe, resolve_parameter
 from merge3.registry import did_you_mean
 from merge3.task_vectors import layer_index
 
@@ -99,7 +99,7 @@ def check_parameters(recipe: Recipe, method: MergeMethod) -> None:
     ]
     for where, params in places:
         allowed = known if where == "parameters" else set(method.per_model)
-        for key in params:
+        for key, setting in params.items():
             if key not in allowed:
                 choices = sorted(allowed) or ["(none)"]
                 raise RecipeError(
@@ -107,6 +107,51 @@ def check_parameters(recipe: Recipe, method: MergeMethod) -> None:
                     f"{did_you_mean(key, choices)}",
                     fix=f"{method.name} takes: {', '.join(choices)} (see `merge3 methods`).",
                 )
+            _check_range(method, where, key, setting)
+
+
+def _numbers(setting: Any) -> Iterator[Any]:
+    """Every literal value in a setting (a scalar, a gradient, a filter list)."""
+    if isinstance(setting, Conditional):
+        yield from _numbers(setting.value)
+    elif isinstance(setting, list):
+        for item in setting:
+            yield from _numbers(item)
+    else:
+        yield setting
+
+
+def _check_range(method: MergeMethod, where: str, key: str, setting: Any) -> None:
+    low, high = method.ranges.get(key, (None, None))
+    if low is None and high is None:
+        return
+    span = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+    for value in _numbers(setting):
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None or (low is not None and number < low) or (
+                high is not None and number > high):
+            raise RecipeError(f"{where}.{key}: {value!r} is outside the valid "
+                              f"range of {method.name}'s {key}, {span}.",
+                              fix=f"give {key} a number in {span} (see `merge3 methods "
+                                  f"{method.name}`).")
+
+
+def _check_weight_sum(recipe: Recipe, job: MergeJob) -> None:
+    """Normalising by weights that sum to 0 is undefined: refuse it up front (checked at
+    every layer position, for settings that do not depend on the tensor's name)."""
+    method = job.method
+    if "weight" not in method.per_model or "normalize" not in method.global_params:
+        return
+    if resolve_parameter(job.global_settings["normalize"], "", 0.0) is not True:
+        return
+    layers = max(job.num_layers, 1)
+    for t in {0.0, *(i / (layers - 1) if layers > 1 else 1.0 for i in range(layers))}:
+        weights = [resolve_parameter(s["weight"], "", t) for s in job.input_settings]
+        if all(isinstance(w, int | float) for w in weights) and abs(sum(weights)) < 1e-8:
+            raise RecipeError(f"{method.name}: with normalize: true the model weights sum to "
+                              f"{sum(weights):g} (at layer position t = {t:.2f}), and "
+                              "normalising divides by that sum.",
+                              fix="give weights with a non-zero sum, or set normalize: false.")
 
 
 def merge_job(recipe: Recipe, *, entries: Sequence[ModelEntry] | None = None,
@@ -133,7 +178,9 @@ def merge_job(recipe: Recipe, *, entries: Sequence[ModelEntry] | None = None,
         k: Fallback([recipe.parameters[k], d]) if k in recipe.parameters else d
         for k, d in method.global_params.items()
     }
-    return MergeJob(method, input_settings, global_settings, num_layers, recipe.seed, out_dtype)
+    job = MergeJob(method, input_settings, global_settings, num_layers, recipe.seed, out_dtype)
+    _check_weight_sum(recipe, job)
+    return job
 
 
 def _check_finite(tensor: torch.Tensor, name: str, label: str) -> None:

@@ -21,7 +21,7 @@ from merge3.checkpoints import DTYPES, Checkpoint, CheckpointWriter, parse_size
 from merge3.errors import MergeError, RecipeError
 from merge3.executor import MergeJob, check_parameters, count_layers, merge_job, merge_model
 from merge3.methods import MergeMethod, get_method
-from merge3.models import resolve_model
+from merge3.models import check_output_path, resolve_model
 from merge3.recipe import Recipe
 
 __all__ = ["MergePlan", "plan_merge", "run_merge"]
@@ -124,6 +124,14 @@ def run_merge(
     ``device`` (e.g. ``cuda``) is where the arithmetic runs, as mergekit's ``--cuda``."""
     plan = plan_merge(recipe, allow_pickle=allow_pickle)
     reference = plan.reference
+    tokenizer_dir = reference.path
+    if recipe.tokenizer_source not in (None, "base"):
+        if recipe.tokenizer_source == "union":
+            raise RecipeError("tokenizer_source: union is not supported.",
+                              fix="use `base` or a model path.")
+        tokenizer_dir = resolve_model(recipe.tokenizer_source)
+    inputs = [c.path for c in plan.inputs] + [tokenizer_dir]
+    check_output_path(out_dir, inputs + ([plan.base.path] if plan.base else []))
     names = tqdm(plan.names, desc=f"merge ({plan.method.name})", unit="tensor",
                  disable=not progress)
     with CheckpointWriter(out_dir, max_shard_bytes=parse_size(out_shard_size),
@@ -131,12 +139,6 @@ def run_merge(
         for name, tensor in merge_model(plan.job, plan.base, plan.inputs, names,
                                         device=device, on_tensor=on_tensor):
             writer.add(name, tensor.cpu())
-        tokenizer_dir = reference.path
-        if recipe.tokenizer_source not in (None, "base"):
-            if recipe.tokenizer_source == "union":
-                raise RecipeError("tokenizer_source: union is not supported.",
-                                  fix="use `base` or a model path.")
-            tokenizer_dir = resolve_model(recipe.tokenizer_source)
         updates = {}
         if plan.job.out_dtype is not None:
             dtype_name = str(plan.job.out_dtype).removeprefix("torch.")

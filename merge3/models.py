@@ -7,11 +7,13 @@ a network; safetensors and configs only).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
-from merge3.errors import RecipeError
+from merge3.errors import CheckpointError, RecipeError
 
-__all__ = ["resolve_model"]
+__all__ = ["resolve_model", "check_output_path"]
 
 
 def resolve_model(reference: str) -> Path:
@@ -43,3 +45,34 @@ def resolve_model(reference: str) -> Path:
     raise RecipeError(f"Model directory {reference!r} does not exist.",
                       fix="check the path in the recipe (relative paths are read from the "
                       "recipe's folder).")
+
+
+def check_output_path(out_dir: str | os.PathLike[str],
+                      inputs: Iterable[str | os.PathLike[str]]) -> Path:
+    """Refuse an output that is, lies inside, or contains an input (links resolved):
+    writing there, with or without ``--overwrite``, would destroy or corrupt the input,
+    or make the next merge copy the output as one of the input's side files."""
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"Output {out} exists and is not a directory.",
+                              fix="choose a directory path for the output.")
+    try:
+        target = out.resolve()
+    except (OSError, RuntimeError) as err:  # e.g. a symlink loop
+        raise CheckpointError(f"Output {out} cannot be resolved ({err}).",
+                              fix="choose another output path.") from None
+    for reference in inputs:
+        source = Path(reference).expanduser().resolve()
+        if target == source:
+            how = "is"
+        elif source in target.parents:
+            how = "lies inside"
+        elif target in source.parents:
+            how = "contains"
+        else:
+            continue
+        raise CheckpointError(
+            f"Output {out} {how} the input model {reference}; writing it would destroy or "
+            "corrupt that input.",
+            fix="choose an output directory outside every input model's directory.")
+    return target

@@ -18,7 +18,8 @@ import torch
 
 from merge3.registry import Registry
 
-__all__ = ["MergeMethod", "merge_method", "METHODS", "BasePolicy", "NOT_COMPUTED"]
+__all__ = ["MergeMethod", "merge_method", "METHODS", "BasePolicy", "NOT_COMPUTED",
+           "PARAMETER_RANGES"]
 
 BasePolicy = Literal["required", "optional", "unused"]
 
@@ -26,6 +27,14 @@ METHODS: Registry[MergeMethod] = Registry("merge method")
 
 # What ``precomputed`` is until a method's hook ran (its result may well be None).
 NOT_COMPUTED: Any = type("NotComputed", (), {"__repr__": lambda self: "NOT_COMPUTED"})()
+
+# The valid values of parameters many methods share, checked when a recipe is parsed
+# (inclusive bounds; None: unbounded). A method may narrow or add its own (``ranges=``).
+PARAMETER_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "density": (0.0, 1.0), "gamma": (0.0, 1.0), "t": (0.0, 1.0), "mask_lambda": (0.0, None),
+    "k_fraction": (0.0, 1.0), "common_fraction": (0.0, 1.0), "k": (1, None),
+    "max_iter": (1, None), "anchor": (-1, None),
+}
 
 # Python keywords cannot be parameter names; recipes write `lambda`.
 _ALIASES = {"lambda_": "lambda"}
@@ -54,6 +63,7 @@ class MergeMethod:
     # The executor caches it per tensor where the inputs stay fixed (a search worker).
     precompute: Callable[..., Any] | None = None
     precompute_params: tuple[str, ...] = ()
+    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     description: str = ""
 
     @property
@@ -114,6 +124,7 @@ def merge_method(
     align: str | None = None,
     elementwise: bool = False,
     precompute: Callable[..., Any] | None = None,
+    ranges: dict[str, tuple[float | None, float | None]] | None = None,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register ``func(tensors, base, *, <per-model lists>, <globals>=default)``.
 
@@ -123,6 +134,7 @@ def merge_method(
     called ``name`` the tensor's name. ``precompute(tensors, base, *, name, <some
     globals>)`` is the genome-independent part of the method: its result reaches ``func``
     as the keyword ``precomputed``, and a search worker computes it once per tensor.
+    ``ranges`` bound parameter values (checked at parse time) beyond PARAMETER_RANGES.
     """
     per_model = dict(per_model or {})
 
@@ -170,6 +182,8 @@ def merge_method(
                 elementwise=elementwise,
                 precompute=precompute,
                 precompute_params=precompute_params,
+                ranges={**{k: v for k, v in PARAMETER_RANGES.items()
+                           if k in per_model or k in global_params}, **(ranges or {})},
                 description=doc.splitlines()[0] if doc else "",
             ),
         )

@@ -8,10 +8,14 @@ with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
+import os
+import signal
 import sys
 import textwrap
+import threading
 import traceback
 from pathlib import Path
 
@@ -159,14 +163,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What the OS says, and what the user can do about it.
+_OS_FIXES = {
+    errno.ENOSPC: "free some space on that device, or write to another one.",
+    errno.EDQUOT: "free some space within your quota, or write elsewhere.",
+    errno.EROFS: "write to a writable location.",
+    errno.EACCES: "check the permissions, or write elsewhere.",
+    errno.EPERM: "check the permissions, or write elsewhere.",
+    errno.ENOTDIR: "a component of the path is a file, not a directory: fix the path.",
+    errno.EISDIR: "the path is a directory; give a file path.",
+    errno.ELOOP: "the path is a symbolic link loop: fix or remove the link.",
+    errno.ENAMETOOLONG: "use a shorter path.",
+}
+
+
+def os_error(err: OSError) -> Merge3Error:
+    """An OS-level failure as a one-line error that names the path and the fix."""
+    where = f" ({err.filename})" if err.filename else ""
+    reason = err.strerror or type(err).__name__
+    fix = _OS_FIXES.get(err.errno or -1, "check the path and the device, then retry.")
+    return Merge3Error(f"{reason}{where}.", fix=fix)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # clean up exactly as on Ctrl-C: partial outputs are removed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return int(args.func(args) or 0)
+        try:
+            return int(args.func(args) or 0)
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise os_error(err) from err
+        except RecursionError:
+            raise Merge3Error("An input is nested too deeply to read (recursion limit).",
+                              fix="flatten the YAML/JSON input; recipes and configs are a "
+                                  "few levels deep.") from None
+    except BrokenPipeError:  # e.g. `merge3 methods | head`: the reader left, as it may
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 141
     except Merge3Error as err:
         if args.debug:
             traceback.print_exc()

@@ -8,36 +8,56 @@ import torch
 __all__ = ["magnitude_mask", "outlier_mask", "dare_drop"]
 
 
+def _kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th smallest entry (1-based): a selection, O(n), where a sort is O(n log n)."""
+    return torch.kthvalue(flat, k).values
+
+
 def magnitude_mask(delta: torch.Tensor, density: float) -> torch.Tensor:
     """Keep the ``density`` fraction of entries with the largest |delta| (at least one).
 
-    Per tensor, as mergekit does; the TIES paper trims over the flattened model.
+    Per tensor, as mergekit does; the TIES paper trims over the flattened model. The
+    threshold is found by selection, not by sorting. Only when entries tie at the
+    threshold and some of them must go is the sort needed: then the kept ones are those
+    of mergekit's ``argsort(descending=True)[:k]`` (CPU argsort is not stable, so no
+    other rule keeps the same entries; bfloat16 task vectors tie often, float32 rarely).
     """
     if density >= 1:
         return torch.ones_like(delta, dtype=torch.bool)
     if density <= 0 or delta.numel() == 0:
         return torch.zeros_like(delta, dtype=torch.bool)
-    k = max(1, int(density * delta.numel()))
+    n = delta.numel()
+    k = max(1, int(density * n))
     flat = delta.abs().reshape(-1)
-    keep = torch.zeros(flat.numel(), dtype=torch.bool)
-    # argsort, not topk: among equal magnitudes (common in bf16) keep the ones mergekit keeps
-    keep[torch.argsort(flat, descending=True)[:k]] = True
+    threshold = _kth_smallest(flat, n - k + 1)  # the k-th largest |delta|
+    keep = flat >= threshold
+    if int(keep.sum()) != k:  # a tie at the threshold: mergekit's order decides
+        keep = torch.zeros(n, dtype=torch.bool, device=delta.device)
+        keep[torch.argsort(flat, descending=True)[:k]] = True
     return keep.reshape(delta.shape)
 
 
 def outlier_mask(delta: torch.Tensor, density: float, gamma: float) -> torch.Tensor:
     """Model Breadcrumbs (Davari & Belilovsky 2024): drop the top-``gamma`` fraction of
     |delta| as outliers and keep the next ``density`` fraction; as in mergekit, fewer
-    outliers are dropped when both fractions do not fit."""
+    outliers are dropped when both fractions do not fit. The band's two edges come from
+    selection; a tie at an edge falls back to mergekit's ascending ``sort`` order."""
     if density >= 1:
         return torch.ones_like(delta, dtype=torch.bool)
     n = delta.numel()
     keep_n = int(density * n)
     top_n = int(gamma * n)
     bottom_n = max(0, n - keep_n - top_n)
-    order = torch.sort(delta.abs().reshape(-1)).indices  # mergekit's order among ties
-    keep = torch.zeros(n, dtype=torch.bool)
-    keep[order[bottom_n : bottom_n + keep_n]] = True
+    if keep_n == 0:
+        return torch.zeros_like(delta, dtype=torch.bool)
+    flat = delta.abs().reshape(-1)
+    low = _kth_smallest(flat, bottom_n + 1)  # the first kept, in ascending order
+    high = _kth_smallest(flat, bottom_n + keep_n)  # the last kept
+    keep = (flat >= low) & (flat <= high)
+    if int(keep.sum()) != keep_n:  # a tie at an edge: mergekit's order decides
+        order = torch.sort(flat).indices
+        keep = torch.zeros(n, dtype=torch.bool, device=delta.device)
+        keep[order[bottom_n : bottom_n + keep_n]] = True
     return keep.reshape(delta.shape)
 
 

@@ -3,9 +3,11 @@ and magnitude with outliers removed (Model Breadcrumbs)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-__all__ = ["magnitude_mask", "outlier_mask", "dare_drop"]
+__all__ = ["magnitude_mask", "outlier_mask", "dare_drop", "dare_trim", "Trim"]
 
 
 def _kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
@@ -61,15 +63,37 @@ def outlier_mask(delta: torch.Tensor, density: float, gamma: float) -> torch.Ten
     return keep.reshape(delta.shape)
 
 
-def dare_drop(
+@dataclass(frozen=True, slots=True)
+class Trim:
+    """Which entries of a task vector survive, and what the survivors are divided by."""
+
+    keep: torch.Tensor | None = None  # bool, like the task vector (None: all entries)
+    divisor: float | None = None  # DARE's rescaling 1/(1 − p) as a division by density
+
+    def apply(self, delta: torch.Tensor) -> torch.Tensor:
+        """``delta`` trimmed in place (the same operations, in the same order, each time)."""
+        if self.keep is not None:
+            delta.mul_(self.keep)
+        if self.divisor is not None:
+            delta.div_(self.divisor)
+        return delta
+
+
+def dare_trim(
     delta: torch.Tensor, density: float, generator: torch.Generator | None, rescale: bool = True
-) -> torch.Tensor:
+) -> Trim:
     """DARE (Yu et al., ICML 2024): drop each entry with probability p = 1 − density and
     rescale survivors by 1/(1 − p), so the expectation equals ``delta``."""
     if density >= 1:
-        return delta
+        return Trim()
     if density <= 0:
-        return torch.zeros_like(delta)
+        return Trim(torch.zeros_like(delta, dtype=torch.bool))
     keep = torch.rand(delta.shape, generator=generator) < density
-    dropped = delta * keep
-    return dropped / density if rescale else dropped
+    return Trim(keep, density if rescale else None)
+
+
+def dare_drop(
+    delta: torch.Tensor, density: float, generator: torch.Generator | None, rescale: bool = True
+) -> torch.Tensor:
+    """``delta`` after DARE's drop-and-rescale (a new tensor)."""
+    return dare_trim(delta, density, generator, rescale).apply(delta.clone())

@@ -13,9 +13,9 @@ from collections.abc import Callable
 import torch
 
 from merge3.methods.base import merge_method
-from merge3.methods.sparsify import dare_drop, magnitude_mask, outlier_mask
+from merge3.methods.sparsify import Trim, dare_trim, magnitude_mask, outlier_mask
 
-Sparsifier = Callable[[torch.Tensor, int], torch.Tensor]
+Sparsifier = Callable[[torch.Tensor, int], Trim]  # (τ_i, i) -> which entries survive
 
 
 def combine_task_vectors(
@@ -28,7 +28,11 @@ def combine_task_vectors(
     normalize: bool = False,
     lambda_: float = 1.0,
 ) -> torch.Tensor:
-    """θ_0 + λ · combine_i(w_i · sparsify(θ_i − θ_0)); shapes: every tensor like ``base``."""
+    """θ_0 + λ · combine_i(w_i · sparsify(θ_i − θ_0)); shapes: every tensor like ``base``.
+
+    Working memory: a few base-sized float32 buffers and, for sign election, one bool
+    mask per model — never an N-fold stack of float32 task vectors.
+    """
     if not sign_consensus and sparsify is None:
         # plain task arithmetic: θ_0·(1 − Σc_i) + Σ c_i θ_i with c_i = λ w_i (/ Σw), in
         # 1 + N passes over memory and no N-fold stack of task vectors
@@ -45,7 +49,7 @@ def combine_task_vectors(
         for i, tensor in enumerate(tensors):
             delta = tensor - base
             if sparsify:
-                delta = sparsify(delta, i)
+                sparsify(delta, i).apply(delta)
             merged += delta * float(weight[i])
         total = float(sum(float(w) for w in weight))
         if normalize and abs(total) >= 1e-8:
@@ -53,27 +57,34 @@ def combine_task_vectors(
         if lambda_ != 1:
             merged *= lambda_
         return base + merged
-    # sign election (TIES): keep each weighted, sparsified task vector, then one pass each
-    # for the elected sign and one for the disjoint mean, with no N-fold temporaries
-    deltas = []
-    for i, tensor in enumerate(tensors):
-        delta = torch.sub(tensor, base)
+    # sign election (TIES), fused: pass 1 sums the trimmed, weighted task vectors and keeps
+    # only each one's trim (a bool mask); pass 2 rebuilds each task vector with the same
+    # operations and adds the entries that agree with the elected sign
+    trims: list[Trim] = []
+
+    def trimmed(i: int) -> torch.Tensor:
+        delta = torch.sub(tensors[i], base)
         if sparsify:
-            delta = sparsify(delta, i)
+            if len(trims) == i:
+                trims.append(sparsify(delta, i))
+            trims[i].apply(delta)
         if float(weight[i]) != 1.0:
             delta.mul_(float(weight[i]))
-        deltas.append(delta)
+        return delta
+
     merged = torch.zeros_like(base)
-    for delta in deltas:
-        merged.add_(delta)
+    for i in range(len(tensors)):
+        merged.add_(trimmed(i))
     positive = merged >= 0  # the elected sign: + where the summed mass is >= 0
     merged.zero_()
     divisor = torch.zeros_like(base)
-    for i in range(len(deltas)):
-        delta, deltas[i] = deltas[i], None  # freed once counted
+    for i in range(len(tensors)):
+        delta = trimmed(i)
         agree = torch.where(positive, delta > 0, delta < 0)
         merged.add_(delta.mul_(agree))
         divisor.add_(agree.to(divisor.dtype), alpha=float(weight[i]))
+        if trims:
+            trims[i] = Trim()  # freed once counted
         del delta, agree
     if normalize:
         divisor[divisor == 0] = 1
@@ -124,13 +135,13 @@ def ties(
     accepted for mergekit recipes and changes nothing."""
     return combine_task_vectors(
         tensors, base, weight,
-        sparsify=lambda d, i: d.mul_(magnitude_mask(d, density[i])),
+        sparsify=lambda d, i: Trim(magnitude_mask(d, density[i])),
         sign_consensus=True, normalize=normalize, lambda_=lambda_,
     )
 
 
 def _dare(density: list[float], generator: torch.Generator | None, rescale: bool) -> Sparsifier:
-    return lambda d, i: dare_drop(d, density[i], generator, rescale)
+    return lambda d, i: dare_trim(d, density[i], generator, rescale)
 
 
 @merge_method(
@@ -208,7 +219,7 @@ def breadcrumbs(
     (Davari & Belilovsky, ECCV 2024), then task arithmetic."""
     return combine_task_vectors(
         tensors, base, weight,
-        sparsify=lambda d, i: d.mul_(outlier_mask(d, density[i], gamma[i])),
+        sparsify=lambda d, i: Trim(outlier_mask(d, density[i], gamma[i])),
         normalize=normalize, lambda_=lambda_,
     )
 
@@ -234,6 +245,6 @@ def breadcrumbs_ties(
     """Breadcrumbs masks, then TIES sign election and disjoint mean."""
     return combine_task_vectors(
         tensors, base, weight,
-        sparsify=lambda d, i: d.mul_(outlier_mask(d, density[i], gamma[i])),
+        sparsify=lambda d, i: Trim(outlier_mask(d, density[i], gamma[i])),
         sign_consensus=True, normalize=normalize, lambda_=lambda_,
     )

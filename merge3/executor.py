@@ -29,7 +29,8 @@ from merge3.registry import did_you_mean
 from merge3.task_vectors import layer_index
 
 __all__ = ["MergeJob", "MergeCache", "StateDict", "TensorSource", "merge_job", "merge_tensor",
-           "merge_model", "check_parameters", "layer_position", "tensor_generator", "count_layers"]
+           "merge_model", "check_parameters", "check_finite", "layer_position",
+           "tensor_generator", "count_layers"]
 
 # Elementwise methods merge big tensors in slices of this many elements, so the float32
 # working copies stay small however large the embedding matrix is.
@@ -183,7 +184,8 @@ def merge_job(recipe: Recipe, *, entries: Sequence[ModelEntry] | None = None,
     return job
 
 
-def _check_finite(tensor: torch.Tensor, name: str, label: str) -> None:
+def check_finite(tensor: torch.Tensor, name: str, label: str) -> None:
+    """Raise naming the tensor and its source when ``tensor`` holds NaN or Inf."""
     # A float32 sum is NaN/Inf whenever an entry is (the fast path); only then look closer.
     if bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all()):
         return
@@ -247,7 +249,7 @@ def merge_tensor(
         if method.masks:  # a mask could hide a NaN: check every input
             for x, label in zip([*inputs, base_work], names):
                 if x is not None:
-                    _check_finite(x, name, label)
+                    check_finite(x, name, label)
         if precomputed is NOT_COMPUTED and method.precompute is not None:
             precomputed = method.prepare(inputs, base_work, name=name, **params)
         merged = method(
@@ -258,7 +260,7 @@ def merge_tensor(
         if not bool(torch.isfinite(merged.sum())):  # a NaN/Inf input propagates here
             for x, label in zip([*inputs, base_work], names):
                 if x is not None:
-                    _check_finite(x, name, label)
+                    check_finite(x, name, label)
             raise MergeError(f"Merging tensor {name!r} produced NaN or Inf values.",
                              fix="check the recipe's parameters (e.g. a huge lambda).")
         if out is None:
@@ -300,7 +302,7 @@ def aligned_inputs(job: MergeJob, inputs: Sequence[TensorSource], names: Sequenc
             tensor = source.get(name)
             if tensor.is_floating_point():
                 tensor = tensor.float()
-                _check_finite(tensor, name, _label(source))
+                check_finite(tensor, name, _label(source))
             state[name] = tensor
         states.append(state)
     aligned = align_state_dicts(job.method.align, states, **options)

@@ -24,7 +24,7 @@ from merge3.methods import MergeMethod, get_method
 from merge3.models import check_output_path, resolve_model
 from merge3.recipe import Recipe
 
-__all__ = ["MergePlan", "plan_merge", "run_merge"]
+__all__ = ["MergePlan", "plan_merge", "run_merge", "check_compatible"]
 
 
 @dataclass
@@ -68,7 +68,7 @@ def plan_merge(recipe: Recipe, *, allow_pickle: bool = False) -> MergePlan:
         raise RecipeError(f"{method.name} merges {span} model(s) besides the base; got {count}.",
                           fix="list the models to merge under `models`.")
     reference = base if base is not None else inputs[0]
-    _check_compatible(reference, [c for c in inputs if c is not reference])
+    check_compatible(reference, [c for c in inputs if c is not reference])
     out_dtype = DTYPES[recipe.output_dtype] if recipe.output_dtype else None
     num_layers = reference.num_layers() or count_layers(reference.names())
     job = merge_job(recipe, entries=entries, num_layers=num_layers,
@@ -76,7 +76,7 @@ def plan_merge(recipe: Recipe, *, allow_pickle: bool = False) -> MergePlan:
     return MergePlan(recipe, method, base, inputs, job, reference.names())
 
 
-def _check_compatible(reference: Checkpoint, others: list[Checkpoint]) -> None:
+def check_compatible(reference: Checkpoint, others: list[Checkpoint]) -> None:
     for other in others:
         if reference.architecture and other.architecture and (
             reference.architecture != other.architecture

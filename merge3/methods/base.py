@@ -23,7 +23,8 @@ __all__ = ["MergeMethod", "merge_method", "METHODS", "BasePolicy", "NOT_COMPUTED
 
 BasePolicy = Literal["required", "optional", "unused"]
 
-METHODS: Registry[MergeMethod] = Registry("merge method")
+METHODS: Registry[MergeMethod] = Registry("merge method", lambda m: isinstance(m, MergeMethod),
+                                              expects="MergeMethod (use @merge_method)")
 
 # What ``precomputed`` is until a method's hook ran (its result may well be None).
 NOT_COMPUTED: Any = type("NotComputed", (), {"__repr__": lambda self: "NOT_COMPUTED"})()

@@ -29,8 +29,8 @@ from merge3.merging import run_merge
 from merge3.methods import METHODS
 from merge3.methods.tsv import orthogonalize, singular_task_interference, task_singular_vectors
 from merge3.recipe import load_recipe
-from merge3.synthetic import build_family
 from merge3.task_vectors import TaskVector
+from merge3.testing.synthetic import build_family
 
 __all__ = ["run_demo", "demo_search_config", "calibrate_zoo_banks", "run_merge_demo"]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from merge3.synthetic import build_family
-from tests.search.setting import build_setting
+from merge3.testing.synthetic import build_family
+from search.testing.setting import build_setting
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -69,8 +69,8 @@ def measure(backend: str, model: Path, task_files: list[Path], merged: Path) -> 
 def _build(root: Path, n_items: int) -> tuple[dict, dict, dict]:
     from safetensors.torch import load_file, save_file
 
+    from merge3.testing.eval_fixtures import build_models, build_tasks
     from merge3.zoo import build_tiny_encoder
-    from tests.evaluators.fixtures import build_models, build_tasks
 
     models = build_models(root / "models")
     tasks = build_tasks(root / "tasks", n=n_items)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from merge3.synthetic import save_char_tokenizer
+from merge3.testing.synthetic import save_char_tokenizer
 
 HERE = Path(__file__).resolve().parent
 SHARD_SIZE = "200MB"

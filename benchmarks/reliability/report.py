@@ -3,14 +3,14 @@
     .venv/bin/python benchmarks/reliability/report.py            # ~30-40 min on 2 cores
 
 - Driver kills: a real `merge3 search` process (its own local Ray, as a user runs it) is
-  killed with SIGKILL at seeded random points (tests/reliability/kills.py:
+  killed with SIGKILL at seeded random points (search/testing/kills.py:
   ``MERGE3_FAULT_KILL_AT``), resumed after each kill, and compared with the same search
   run once without a kill: finished evaluations, item evaluations, MLflow runs, and how
   long the killed driver's processes outlived it.
 - Faults, safe defaults and fuzzing: the pytest tests listed below, run in one pytest
   process (fuzzing with ``MERGE3_FUZZ_EXAMPLES`` examples per reader); their outcome and
   duration go in the tables.
-- Bad inputs (tests/reliability/cases.py) are run through `merge3`'s main, recording the
+- Bad inputs (search/testing/cases.py) are run through `merge3`'s main, recording the
   exit code, the one-line message and whether any output was left behind.
 """
 
@@ -97,7 +97,7 @@ def run_bad_inputs(root: Path, ctx: dict,
                    scratch: Path) -> list[tuple[str, str, int, str, bool, bool]]:
     """Every case under ``root``; paths under ``scratch`` are shortened to … in messages."""
     from merge3.cli import main
-    from tests.reliability.cases import CASES
+    from search.testing.cases import CASES
 
     rows = []
     for number, case in enumerate(CASES):
@@ -121,8 +121,8 @@ def run_kills(root: Path, setting: dict) -> tuple[dict, list[dict]]:
     import yaml
 
     from search.faults import KILL_STAGES
-    from tests.reliability.kills import driver, kill_and_resume, tally
-    from tests.search.test_search import search_config
+    from search.testing.kills import driver, kill_and_resume, tally
+    from search.testing.setting import search_config
 
     budget = KILL_POPULATION * KILL_GENERATIONS
     config = search_config(setting, name="kills", strategy={
@@ -224,8 +224,8 @@ def _commit() -> str:
 def main() -> None:
     import torch
 
-    from merge3.synthetic import build_family
-    from tests.search.setting import build_setting
+    from merge3.testing.synthetic import build_family
+    from search.testing.setting import build_setting
 
     torch.set_num_threads(1)
     started = time.time()
@@ -260,7 +260,7 @@ def main() -> None:
         "not yet told; `log`: a candidate's MLflow run created, not completed; "
         "`generation`: a generation finished, its front not logged; counts among those the "
         "driver can still reach) "
-        "(`MERGE3_FAULT_KILL_AT=STAGE:N`, tests/reliability/kills.py); `--resume` after "
+        "(`MERGE3_FAULT_KILL_AT=STAGE:N`, search/testing/kills.py); `--resume` after "
         "each kill, then once more to the end. *Finished*: distinct finished evaluations "
         "(COMPLETE, or FAIL not cut by a kill). *Cut short*: candidates in flight at a kill, "
         "marked FAIL (`interrupted`) on resume and asked again. *Processes gone*: the longest "

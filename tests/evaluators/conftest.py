@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from merge3.testing.eval_fixtures import TOPIC_LABELS, build_models, build_tasks
 from merge3.zoo import build_tiny_encoder
-from tests.evaluators.fixtures import TOPIC_LABELS, build_models, build_tasks
 
 MERGE_COEFFICIENTS = (0.3, 0.7)
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from merge3.cli import main
-from tests.reliability.cases import CASES
+from search.testing.cases import CASES
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from mlflow.tracking import MlflowClient
 
 from search.config import parse_config
 from search.run import run_search
+from search.testing.setting import search_config
 from search.tracking import TrackingError
 from tests.mlflow_server import start_mlflow, stop_mlflow, wait_for
-from tests.search.test_search import search_config
 from tests.search.two_node import run_two_node
 
 

@@ -16,9 +16,9 @@ import yaml
 
 from merge3.checkpoints import Checkpoint
 from merge3.cli import main
-from tests.reliability import cases
+from search.testing import cases
+from search.testing.setting import search_config
 from tests.reliability.leaks import mlflow_texts
-from tests.search.test_search import search_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ["merge3", "evaluators", "search", "irt"]

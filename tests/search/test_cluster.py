@@ -5,7 +5,7 @@ The cluster and the search run in a process of their own (tests/search/two_node.
 
 from __future__ import annotations
 
-from tests.search.test_search import search_config
+from search.testing.setting import search_config
 from tests.search.two_node import run_two_node
 
 

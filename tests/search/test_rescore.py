@@ -5,7 +5,7 @@ from __future__ import annotations
 from search.config import parse_config
 from search.run import finished_records, run_search
 from search.strategy import make_sampler, open_study
-from tests.search.test_search import search_config
+from search.testing.setting import search_config
 
 
 def test_close_calls_get_more_items_and_the_rest_do_not(search_setting, ray_local, tmp_path):

@@ -19,8 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from search.config import parse_config
 from search.run import run_search
-from tests.reliability.kills import driver, kill_and_resume, tally
-from tests.search.test_search import search_config
+from search.testing.kills import driver, kill_and_resume, tally
+from search.testing.setting import search_config
 
 
 def _complete(db) -> int:
@@ -118,7 +118,7 @@ def test_killed_at_random_points_resume_matches_an_uninterrupted_run(search_sett
 
 
 def _finished_trials(run_dir, study):
-    from tests.reliability.kills import load_trials
+    from search.testing.kills import load_trials
 
     return [t for t in load_trials(run_dir, study)
             if t.state.name in ("COMPLETE", "FAIL") and not t.user_attrs.get("interrupted")]

@@ -16,29 +16,10 @@ from search.config import parse_config
 from search.materialize import Materializer
 from search.run import run_search
 from search.strategy import fail_interrupted, make_sampler, open_study
+from search.testing.setting import search_config
 from tests.reliability.leaks import mlflow_texts, secret_values
 
 PLANTED_SECRET, PLANTED_VALUE = "MERGE3_TEST_API_TOKEN", "tok-7f3a-planted-secret"
-
-
-def search_config(setting, **overrides) -> dict:
-    config = {
-        "name": "test-search",
-        "base_model": str(setting["base"]),
-        "experts": {k: str(v) for k, v in setting["experts"].items()},
-        "method": "task_arithmetic",
-        "genome": {"weight": {"per": "model", "layer_groups": 2, "low": 0.0, "high": 1.2}},
-        "tasks": {k: str(v) for k, v in setting["tasks"].items()},
-        "fitness": {"estimator": "mp-irt", "item_bank": str(setting["banks"]), "anchors": 12},
-        "strategy": {"population": 4, "generations": 3, "seed": 0},
-        "workers": {"count": 2, "timeout": 120},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    return config
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ from mlflow.tracking import MlflowClient
 
 from search.config import parse_config
 from search.run import run_search
+from search.testing.setting import search_config
 from tests.mlflow_server import free_port, start_mlflow, stop_mlflow
-from tests.search.test_search import search_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The network is closed: without the background-networking flags Chromium keeps trying

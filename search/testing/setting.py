@@ -17,7 +17,7 @@ from transformers import BertModel
 
 from evaluators.hf import HFEncoder
 from merge3.checkpoints import Checkpoint
-from merge3.synthetic import perturb
+from merge3.testing.synthetic import perturb
 from merge3.zoo.tiny import TinyEncoderConfig, build_tiny_encoder, save_head
 from search.materialize import Materializer
 
@@ -116,3 +116,25 @@ def calibrate_banks(root: Path, base: Path, experts: dict, tasks: dict, populati
         bank = calibrate(matrix, model="2pl", engine="scipy", epochs=300, seed=0)
         banks[task] = save_bank(bank, root / "banks" / task)
     return root / "banks"
+
+
+def search_config(setting: dict, **overrides) -> dict:
+    """A small search config over a setting (built by :func:`build_setting`); overrides
+    merge into its sections."""
+    config = {
+        "name": "test-search",
+        "base_model": str(setting["base"]),
+        "experts": {k: str(v) for k, v in setting["experts"].items()},
+        "method": "task_arithmetic",
+        "genome": {"weight": {"per": "model", "layer_groups": 2, "low": 0.0, "high": 1.2}},
+        "tasks": {k: str(v) for k, v in setting["tasks"].items()},
+        "fitness": {"estimator": "mp-irt", "item_bank": str(setting["banks"]), "anchors": 12},
+        "strategy": {"population": 4, "generations": 3, "seed": 0},
+        "workers": {"count": 2, "timeout": 120},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config

@@ -1,4 +1,4 @@
-"""Read and write Hugging Face checkpoints tensor by tensor.
+"""Read Hugging Face checkpoints tensor by tensor (writing: :mod:`merge3.checkpoint_writer`).
 
 Reading is lazy: the safetensors headers are parsed (and checked against the file
 sizes, so a truncated download is caught before any merge starts) and each tensor is
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
+from merge3.checkpoint_writer import CheckpointWriter
 from merge3.errors import CheckpointError
+from merge3.hf_files import PICKLE_INDEX, PICKLE_SINGLE, SAFETENSORS_INDEX, SAFETENSORS_SINGLE
 
 __all__ = [
     "Checkpoint",
@@ -32,10 +32,6 @@ __all__ = [
     "DTYPES",
 ]
 
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-SAFETENSORS_SINGLE = "model.safetensors"
-PICKLE_INDEX = "pytorch_model.bin.index.json"
-PICKLE_SINGLE = "pytorch_model.bin"
 
 # safetensors' dtype codes -> torch dtypes (the subset a model checkpoint uses).
 _ST_DTYPES: dict[str, torch.dtype] = {
@@ -63,8 +59,6 @@ DTYPES: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16,
 }
 
-# Files that hold weights; everything else in a model directory is copied to outputs.
-_WEIGHT_FILE = re.compile(r"(\.safetensors|\.bin|\.pt|\.pth|\.ckpt|\.h5|\.msgpack)$|\.index\.json$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,118 +335,3 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, tensors={len(self)})"
-
-
-class CheckpointWriter:
-    """Write a checkpoint shard by shard into a temp directory, renamed on success.
-
-    Use as a context manager: on an exception the temporary directory is removed and
-    nothing appears at ``out_dir``.
-    """
-
-    def __init__(
-        self,
-        out_dir: str | os.PathLike[str],
-        *,
-        max_shard_bytes: int = 5 * 10**9,
-        overwrite: bool = False,
-    ) -> None:
-        self.out_dir = Path(out_dir)
-        if self.out_dir.exists() and any(self.out_dir.iterdir()) and not overwrite:
-            raise CheckpointError(
-                f"Output directory {self.out_dir} exists and is not empty.",
-                fix="choose a new directory or pass --overwrite.",
-            )
-        self.overwrite = overwrite
-        self.max_shard_bytes = max_shard_bytes
-        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir = self.out_dir.parent / f".{self.out_dir.name}.partial-{os.getpid()}"
-        if self.tmp_dir.exists():
-            shutil.rmtree(self.tmp_dir)
-        self.tmp_dir.mkdir()
-        self._pending: dict[str, torch.Tensor] = {}
-        self._pending_bytes = 0
-        self._shards: list[tuple[str, list[str]]] = []  # (temp file name, tensor names)
-        self._total_bytes = 0
-        self._done = False
-
-    def __enter__(self) -> CheckpointWriter:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None or not self._done:
-            self.abort()
-
-    def add(self, name: str, tensor: torch.Tensor) -> None:
-        nbytes = tensor.numel() * tensor.element_size()
-        if self._pending and self._pending_bytes + nbytes > self.max_shard_bytes:
-            self._flush()
-        self._pending[name] = tensor.contiguous()
-        self._pending_bytes += nbytes
-        self._total_bytes += nbytes
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        file_name = f"shard-{len(self._shards):05d}.safetensors"
-        save_file(self._pending, str(self.tmp_dir / file_name), metadata={"format": "pt"})
-        self._shards.append((file_name, list(self._pending)))
-        self._pending = {}
-        self._pending_bytes = 0
-
-    def finish(
-        self,
-        *,
-        copy_from: Path | None = None,
-        config_updates: dict[str, Any] | None = None,
-        extra_files: dict[str, str] | None = None,
-    ) -> Path:
-        """Name the shards HF-style, write the index, copy config/tokenizer files, rename."""
-        self._flush()
-        count = len(self._shards)
-        weight_map: dict[str, str] = {}
-        for number, (tmp_name, names) in enumerate(self._shards, start=1):
-            final = SAFETENSORS_SINGLE if count == 1 else (
-                f"model-{number:05d}-of-{count:05d}.safetensors"
-            )
-            (self.tmp_dir / tmp_name).rename(self.tmp_dir / final)
-            weight_map.update(dict.fromkeys(names, final))
-        if count > 1:
-            index = {"metadata": {"total_size": self._total_bytes}, "weight_map": weight_map}
-            (self.tmp_dir / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2))
-        if copy_from is not None:
-            _copy_side_files(copy_from, self.tmp_dir)
-        if config_updates:
-            config_path = self.tmp_dir / "config.json"
-            config = json.loads(config_path.read_text()) if config_path.exists() else {}
-            config.update(config_updates)
-            config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
-        for name, text in (extra_files or {}).items():
-            (self.tmp_dir / name).write_text(text)
-        self._publish()
-        self._done = True
-        return self.out_dir
-
-    def _publish(self) -> None:
-        old = None
-        if self.out_dir.exists():
-            old = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}"
-            self.out_dir.rename(old)
-        self.tmp_dir.rename(self.out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-    def abort(self) -> None:
-        self._pending = {}
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
-
-
-def _copy_side_files(src: Path, dst: Path) -> None:
-    """Copy config, tokenizer and other non-weight files (and folders such as heads/)."""
-    for entry in src.iterdir():
-        if entry.name.startswith(".") or (entry.is_file() and _WEIGHT_FILE.search(entry.name)):
-            continue
-        if entry.is_dir():
-            shutil.copytree(entry, dst / entry.name)
-        else:
-            shutil.copy2(entry, dst / entry.name)

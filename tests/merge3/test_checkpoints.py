@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -114,3 +115,55 @@ def test_parse_size(text, expected):
 def test_parse_size_rejects_garbage():
     with pytest.raises(CheckpointError, match="shard size"):
         parse_size("lots")
+
+
+_KILLED_WRITER = """
+import os, signal, sys, torch
+from merge3.checkpoint_writer import CheckpointWriter
+out, stage = sys.argv[1], sys.argv[2]
+writer = CheckpointWriter(out, max_shard_bytes=1000, overwrite=True)
+for i in range(4):
+    writer.add(f"t{i}", torch.full((200,), float(i)))
+if stage == "publish":  # killed between moving the old output aside and the rename
+    writer._publish = lambda: (writer.out_dir.rename(
+        writer.out_dir.parent / f".{writer.out_dir.name}.old-{os.getpid()}"),
+        os.kill(os.getpid(), signal.SIGKILL))
+    writer.finish()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _kill_a_writer(out: Path, stage: str) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(out), stage])
+    assert proc.returncode == -9
+
+
+def test_partials_of_a_killed_writer_are_removed_by_the_next(tmp_path):
+    out = tmp_path / "merged"
+    _kill_a_writer(out, "add")
+    left = list(tmp_path.glob(".merged.partial-*"))
+    assert len(left) == 1 and (left[0] / "shard-00000.safetensors").exists()
+    # a live writer's partial (this test's own parent process) must be left alone
+    live = tmp_path / f".merged.partial-{os.getppid()}"
+    live.mkdir()
+    with CheckpointWriter(out) as writer:
+        writer.add("x", torch.ones(2))
+        writer.finish()
+    assert not left[0].exists() and live.exists()
+    assert Checkpoint(out).names() == ["x"]
+
+
+def test_a_publish_killed_midway_restores_the_previous_output(tmp_path):
+    out = tmp_path / "merged"
+    with CheckpointWriter(out) as writer:
+        writer.add("previous", torch.ones(2))
+        writer.finish()
+    _kill_a_writer(out, "publish")
+    assert not out.exists() and list(tmp_path.glob(".merged.old-*"))
+    with pytest.raises(CheckpointError, match="not empty"):
+        CheckpointWriter(out)  # the restored previous output is protected again
+    assert Checkpoint(out).names() == ["previous"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]

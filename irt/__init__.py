@@ -1,21 +1,38 @@
 """IRT item banks for cheap evaluation: calibrate, select anchors, estimate accuracy.
 
 tinyBenchmarks (Polo et al. 2024), metabench (Kipnis et al. 2024), MERGE³ (Mencattini et
-al. 2025) and AIPW (Zhang et al. 2025). See docs/irt.md.
+al. 2025) and AIPW (Zhang et al. 2025). See docs/irt.md. Estimators, anchor selectors and
+calibration engines are registries (ESTIMATORS, SELECTORS, ENGINES): docs/extending.md.
 """
 
 from __future__ import annotations
 
 from irt.ability import fit_abilities, fit_merge_weights
-from irt.anchors import SELECTORS, AnchorSet, extend_anchors, load_anchors, select_anchors
+from irt.anchors import (
+    DEFAULT_SELECTOR,
+    SELECTORS,
+    AnchorSelector,
+    AnchorSet,
+    extend_anchors,
+    load_anchors,
+    select_anchors,
+)
 from irt.bank import BANK_FORMAT, ItemBank, load_bank, save_bank
-from irt.calibrate import DIM_CANDIDATES, ENGINES, calibrate, recalibrate
-from irt.errors import IRTError, ItemBankError, ResponseFileError
+from irt.calibrate import (
+    DEFAULT_ENGINE,
+    DIM_CANDIDATES,
+    ENGINES,
+    CalibrationEngine,
+    calibrate,
+    recalibrate,
+)
+from irt.errors import IRTError, ItemBankError, ResponseFileError, UnknownIRTNameError
 from irt.estimators import (
     DEFAULT_ESTIMATOR,
     ESTIMATORS,
     AnchorEstimator,
     Estimate,
+    Estimator,
     estimate_accuracy,
 )
 from irt.loaders import (
@@ -31,13 +48,18 @@ from irt.validate import ValidationConfig, validate
 
 __all__ = [
     "AnchorEstimator",
+    "AnchorSelector",
     "AnchorSet",
     "BANK_FORMAT",
+    "CalibrationEngine",
+    "DEFAULT_ENGINE",
     "DEFAULT_ESTIMATOR",
+    "DEFAULT_SELECTOR",
     "DIM_CANDIDATES",
     "ENGINES",
     "ESTIMATORS",
     "Estimate",
+    "Estimator",
     "IRTError",
     "ItemBank",
     "ItemBankError",
@@ -45,6 +67,7 @@ __all__ = [
     "ResponseFileError",
     "ResponseMatrix",
     "SELECTORS",
+    "UnknownIRTNameError",
     "ValidationConfig",
     "binarize_mean_preserving",
     "calibrate",

@@ -5,6 +5,10 @@ the population's correctness columns, k-means on IRT embeddings (α_i, β_i); pl
 Fisher information at the population's abilities (metabench, Kipnis et al. 2024). For the
 clustering methods the anchor is the item nearest each centroid and its weight the
 cluster's share of items. Deterministic for a given seed.
+
+Each method is an :class:`AnchorSelector` in the :data:`SELECTORS` registry; a new one is
+a class with ``select(bank, k, seed)`` plus one ``SELECTORS.register`` line
+(docs/extending.md).
 """
 
 from __future__ import annotations
@@ -12,15 +16,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from irt.bank import ItemBank
-from irt.errors import IRTError
+from irt.errors import IRTError, UnknownIRTNameError
+from merge3.registry import Registry
 
-__all__ = ["AnchorSet", "select_anchors", "SELECTORS", "load_anchors", "extend_anchors"]
+__all__ = ["AnchorSet", "AnchorSelector", "select_anchors", "SELECTORS", "DEFAULT_SELECTOR",
+           "load_anchors", "extend_anchors"]
 
-SELECTORS = ("random", "stratified", "kmeans-correctness", "kmeans-irt", "fisher")
+# k-means on correctness: the best selector for every estimator at 50 anchors
+# (benchmarks/irt/README.md).
+DEFAULT_SELECTOR = "kmeans-correctness"
 ANCHORS_FORMAT = "merge3-irt-anchors-v1"
 
 
@@ -46,6 +55,19 @@ class AnchorSet:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
+
+
+@runtime_checkable
+class AnchorSelector(Protocol):
+    """Chooses k distinct items of a bank: (indices (k,), weights (k,) summing to 1)."""
+
+    def select(self, bank: ItemBank, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+SELECTORS: Registry[AnchorSelector] = Registry(
+    "anchor selector", lambda e: not isinstance(e, type) and isinstance(e, AnchorSelector),
+    default=DEFAULT_SELECTOR, error=UnknownIRTNameError,
+    expects="AnchorSelector instance (select(bank, k, seed) -> (indices, weights))")
 
 
 def load_anchors(path: str | Path, bank: ItemBank) -> AnchorSet:
@@ -146,31 +168,69 @@ def _fisher(bank: ItemBank, k: int) -> tuple[np.ndarray, np.ndarray]:
     return chosen_arr, _nearest_assignment(embedding, chosen_arr)
 
 
-def select_anchors(bank: ItemBank, k: int, method: str = "kmeans-correctness", seed: int = 0
+class RandomAnchors:
+    """k items uniformly at random, equal weights."""
+
+    def select(self, bank: ItemBank, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return np.sort(rng.choice(bank.n_items, size=k, replace=False)), np.full(k, 1.0 / k)
+
+
+class StratifiedAnchors:
+    """Random items per task, in proportion to the tasks' shares of the bank."""
+
+    def select(self, bank: ItemBank, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return _stratified(bank, k, np.random.default_rng(seed))
+
+
+class KMeansCorrectness:
+    """k-means on each item's correctness across the bank's models (tinyBenchmarks)."""
+
+    def select(self, bank: ItemBank, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        columns = bank.responses.T  # (N, M): each item's correctness across models
+        fill = np.nanmean(columns, axis=1, keepdims=True)
+        return _kmeans_anchors(np.where(np.isnan(columns), fill, columns), k, seed)
+
+
+class KMeansIRT:
+    """k-means on the items' IRT embeddings (α_i, β_i) (tinyBenchmarks)."""
+
+    def select(self, bank: ItemBank, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        embedding = np.column_stack([bank.params.alpha, bank.params.beta])
+        return _kmeans_anchors(embedding, k, seed)
+
+
+class FisherAnchors:
+    """Maximum Fisher information across the population's ability range (metabench)."""
+
+    def select(self, bank: ItemBank, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return _fisher(bank, k)
+
+
+SELECTORS.register("random", RandomAnchors())
+SELECTORS.register("stratified", StratifiedAnchors())
+SELECTORS.register("kmeans-correctness", KMeansCorrectness())
+SELECTORS.register("kmeans-irt", KMeansIRT())
+SELECTORS.register("fisher", FisherAnchors())
+
+
+def select_anchors(bank: ItemBank, k: int, method: str = DEFAULT_SELECTOR, seed: int = 0
                    ) -> AnchorSet:
-    """Choose k anchor items of ``bank`` by ``method`` (one of SELECTORS)."""
-    if method not in SELECTORS:
-        raise IRTError(f"Unknown anchor selector {method!r}.", fix=f"use one of {SELECTORS}.")
+    """Choose k anchor items of ``bank`` by ``method`` (a name in SELECTORS)."""
+    selector = SELECTORS.get(method)
     if not 1 <= k <= bank.n_items:
         raise IRTError(f"k = {k} anchors asked from a bank of {bank.n_items} items.",
                        fix=f"choose 1 ≤ k ≤ {bank.n_items}.")
-    rng = np.random.default_rng(seed)
-    if method == "random":
-        chosen = np.sort(rng.choice(bank.n_items, size=k, replace=False))
-        weights = np.full(k, 1.0 / k)
-    elif method == "stratified":
-        chosen, weights = _stratified(bank, k, rng)
-    elif method == "kmeans-correctness":
-        columns = bank.responses.T  # (N, M): each item's correctness across models
-        fill = np.nanmean(columns, axis=1, keepdims=True)
-        chosen, weights = _kmeans_anchors(np.where(np.isnan(columns), fill, columns), k, seed)
-    elif method == "kmeans-irt":
-        embedding = np.column_stack([bank.params.alpha, bank.params.beta])
-        chosen, weights = _kmeans_anchors(embedding, k, seed)
-    else:
-        chosen, weights = _fisher(bank, k)
-    return AnchorSet(np.asarray(chosen, dtype=int), tuple(bank.item_ids[i] for i in chosen),
-                     np.asarray(weights, dtype=float), method, seed)
+    chosen, weights = selector.select(bank, k, seed)
+    chosen = np.asarray(chosen, dtype=int)
+    weights = np.asarray(weights, dtype=float)
+    if (chosen.shape != (k,) or weights.shape != (k,) or np.unique(chosen).size != k
+            or chosen.min() < 0 or chosen.max() >= bank.n_items):
+        raise IRTError(f"Anchor selector {method!r} returned {chosen.size} items "
+                       f"({np.unique(chosen).size} distinct) and {weights.size} weights for "
+                       f"k = {k} from a bank of {bank.n_items} items.",
+                       fix="return k distinct item indices in [0, n_items) and k weights.")
+    return AnchorSet(chosen, tuple(bank.item_ids[i] for i in chosen), weights, method, seed)
 
 
 def extend_anchors(bank: ItemBank, anchors: AnchorSet, extra: int) -> AnchorSet:

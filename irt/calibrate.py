@@ -3,8 +3,10 @@
 Models: the 2PL and the multidimensional σ(α_iᵀθ − β_i) of tinyBenchmarks (Polo et al.
 2024), whose dimension D is chosen on held-out models (the simplest D within 0.25 pp of the
 best held-out p-IRT error, IRT.md). Engines: py-irt 0.7.1 (SVI, hierarchical priors) or the
-numpy/scipy joint MAP. Recalibration (MERGE³, Mencattini et al. 2025: the search creates
-models stronger than the population) refits warm-started from the current bank.
+numpy/scipy joint MAP, each a :class:`CalibrationEngine` in the :data:`ENGINES` registry
+(a new one: a class with ``fit`` plus one ``ENGINES.register`` line, docs/extending.md).
+Recalibration (MERGE³, Mencattini et al. 2025: the search creates models stronger than the
+population) refits warm-started from the current bank.
 """
 
 from __future__ import annotations
@@ -12,40 +14,53 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from irt.ability import ability_prior, fit_abilities
 from irt.bank import ItemBank
-from irt.errors import IRTError
+from irt.errors import IRTError, UnknownIRTNameError
 from irt.params import ItemParams
 from irt.responses import ResponseMatrix
+from merge3.registry import Registry
 
 __all__ = ["calibrate", "recalibrate", "fit_item_params", "heldout_error", "ENGINES",
-           "DIM_CANDIDATES"]
+           "DEFAULT_ENGINE", "CalibrationEngine", "DIM_CANDIDATES"]
 
-ENGINES = ("scipy", "py-irt")
 DIM_CANDIDATES = (2, 5, 10, 15)
 _DIM_TOLERANCE_PP = 0.25
+DEFAULT_ENGINE = "scipy"  # no Pyro; 22-44x less wall time than py-irt (benchmarks/irt)
 
 Start = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def fit_item_params(scores: np.ndarray, dims: int, engine: str = "scipy", *,
+@runtime_checkable
+class CalibrationEngine(Protocol):
+    """Fits item parameters and abilities to binary scores (M, N), NaN = missing.
+
+    ``init`` = (θ (M, D), α (N, D), β (N,)) warm start, or None; returns (ItemParams,
+    θ (M, D)). ``epochs`` is for iterative engines (py-irt's SVI); others may ignore it.
+    """
+
+    def fit(self, scores: np.ndarray, dims: int, *, epochs: int, seed: int,
+            init: Start | None) -> tuple[ItemParams, np.ndarray]: ...
+
+
+ENGINES: Registry[CalibrationEngine] = Registry(
+    "calibration engine",
+    lambda e: not isinstance(e, type) and isinstance(e, CalibrationEngine),
+    default=DEFAULT_ENGINE, error=UnknownIRTNameError,
+    expects="CalibrationEngine instance (fit(scores, dims, *, epochs, seed, init))")
+ENGINES.register("scipy", "irt.engine_scipy:scipy_engine")  # lazy: imported on first use
+ENGINES.register("py-irt", "irt.engine_pyirt:py_irt_engine")
+
+
+def fit_item_params(scores: np.ndarray, dims: int, engine: str = DEFAULT_ENGINE, *,
                     epochs: int = 2000, seed: int = 0, init: Start | None = None
                     ) -> tuple[ItemParams, np.ndarray]:
     """One calibration: (item parameters, abilities (M, D)) of binary ``scores`` (M, N)."""
-    if engine == "scipy":
-        from irt.engine_scipy import fit_joint_map
-
-        fit = fit_joint_map(scores, dims, init=init, seed=seed)
-        return fit.params, fit.theta
-    if engine == "py-irt":
-        from irt.engine_pyirt import fit_py_irt
-
-        fit = fit_py_irt(scores, dims, epochs=epochs, seed=seed, init=init)
-        return fit.params, fit.theta
-    raise IRTError(f"Unknown calibration engine {engine!r}.", fix=f"use one of {ENGINES}.")
+    return ENGINES.get(engine).fit(scores, dims, epochs=epochs, seed=seed, init=init)
 
 
 def heldout_error(params: ItemParams, theta_train: np.ndarray, scores: np.ndarray,
@@ -88,7 +103,7 @@ def _start_from(params: ItemParams, theta_rows: np.ndarray, scores: np.ndarray,
 
 
 def calibrate(responses: ResponseMatrix, *, model: str = "mirt", dims: int | None = None,
-              engine: str = "scipy", epochs: int = 2000, seed: int = 0,
+              engine: str = DEFAULT_ENGINE, epochs: int = 2000, seed: int = 0,
               heldout_fraction: float = 0.2,
               dim_candidates: Sequence[int] = DIM_CANDIDATES) -> ItemBank:
     """Fit an item bank to ``responses`` (binarised first).
@@ -99,8 +114,7 @@ def calibrate(responses: ResponseMatrix, *, model: str = "mirt", dims: int | Non
     """
     if model not in ("2pl", "mirt"):
         raise IRTError(f"Unknown IRT model {model!r}.", fix="use '2pl' or 'mirt'.")
-    if engine not in ENGINES:
-        raise IRTError(f"Unknown calibration engine {engine!r}.", fix=f"use one of {ENGINES}.")
+    ENGINES.get(engine)  # an unknown engine fails before any work
     started = time.perf_counter()
     matrix = responses.binarized()
     answered = matrix.observed.any(axis=0)
@@ -155,7 +169,8 @@ def recalibrate(bank: ItemBank, new_responses: ResponseMatrix, *, epochs: int = 
     models on its training side, so gp-IRT's λ reflects the new population.
     """
     started = time.perf_counter()
-    engine = engine or str(bank.metadata.get("engine", "scipy"))
+    engine = engine or str(bank.metadata.get("engine", DEFAULT_ENGINE))
+    ENGINES.get(engine)
     new = new_responses.binarized().aligned_to(bank.item_ids)
     if not new.observed.any():
         raise IRTError("The new responses share no item with the bank.",

@@ -135,8 +135,8 @@ def _validate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- parsers
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``irt`` with its verbs calibrate, anchors, estimate, validate."""
-    from irt.anchors import SELECTORS
-    from irt.calibrate import ENGINES
+    from irt.anchors import DEFAULT_SELECTOR, SELECTORS
+    from irt.calibrate import DEFAULT_ENGINE, ENGINES
     from irt.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
 
     irt = subparsers.add_parser(
@@ -160,7 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=("mirt", "2pl"), default="mirt")
     p.add_argument("--dims", type=_dims, default=None,
                    help="dimension D or 'auto' (chosen on held-out models; default)")
-    p.add_argument("--engine", choices=ENGINES, default="scipy")
+    p.add_argument("--engine", choices=ENGINES.names(), default=DEFAULT_ENGINE)
     p.add_argument("--epochs", type=int, default=2000, help="py-irt SVI epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mlflow-tracking-uri", default=None,
@@ -175,8 +175,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "--out anchors.json")
     p.add_argument("bank", type=Path)
     p.add_argument("--k", type=int, default=50)
-    p.add_argument("--method", choices=SELECTORS, default="kmeans-correctness",
-                   help="default kmeans-correctness: the best at 50 anchors in benchmarks/irt")
+    p.add_argument("--method", choices=SELECTORS.names(), default=DEFAULT_SELECTOR,
+                   help=f"default {DEFAULT_SELECTOR}: the best at 50 anchors in benchmarks/irt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_anchors)
@@ -190,13 +190,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "--estimator gp-irt --json")
     p.add_argument("bank", type=Path)
     p.add_argument("responses", nargs="+", type=Path)
-    p.add_argument("--estimator", choices=ESTIMATORS, default=DEFAULT_ESTIMATOR,
+    p.add_argument("--estimator", choices=ESTIMATORS.names(), default=DEFAULT_ESTIMATOR,
                    help=f"default {DEFAULT_ESTIMATOR}: the best at 50 anchors in "
                         "benchmarks/irt (random and strongest held-out models)")
     p.add_argument("--anchors", type=Path, default=None,
                    help="anchors.json (default: every bank item answered)")
     p.add_argument("--endpoints", type=Path, default=None,
-                   help="JSON {model: [parent models in the bank]} for mp-irt / gmp-irt")
+                   help="JSON {model: [parent models in the bank]} for the estimators that "
+                        "use endpoints: "
+                        + ", ".join(n for n in ESTIMATORS if ESTIMATORS.get(n).uses_endpoints))
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--prior-inflation", type=float, default=1.0,
                    help="scale the population prior's covariance on abilities (e.g. 4 for "
@@ -217,12 +219,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--ks", type=_csv_ints, default=(10, 20, 50, 100))
     p.add_argument("--seeds", type=_csv_ints, default=(0, 1, 2))
-    p.add_argument("--selectors", type=_csv_strs, default=SELECTORS)
-    p.add_argument("--estimators", type=_csv_strs, default=ESTIMATORS)
+    p.add_argument("--selectors", type=_csv_strs, default=SELECTORS.names(),
+                   help=f"comma-separated (default: all of {','.join(SELECTORS)})")
+    p.add_argument("--estimators", type=_csv_strs, default=ESTIMATORS.names(),
+                   help=f"comma-separated (default: all of {','.join(ESTIMATORS)})")
     p.add_argument("--heldout-fraction", type=float, default=0.2)
     p.add_argument("--model", choices=("mirt", "2pl"), default="mirt")
     p.add_argument("--dims", type=_dims, default=None)
-    p.add_argument("--engine", choices=ENGINES, default="scipy")
+    p.add_argument("--engine", choices=ENGINES.names(), default=DEFAULT_ENGINE)
     p.add_argument("--epochs", type=int, default=2000)
     p.add_argument("--no-recalibration", action="store_true")
     p.add_argument("--title", default="IRT estimator fidelity on held-out models")

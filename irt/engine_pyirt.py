@@ -19,7 +19,7 @@ import numpy as np
 from irt.errors import IRTError
 from irt.params import ItemParams
 
-__all__ = ["PyIrtFit", "fit_py_irt", "MODEL_NAME"]
+__all__ = ["PyIrtFit", "PyIrtEngine", "fit_py_irt", "py_irt_engine", "MODEL_NAME"]
 
 MODEL_NAME = "merge3_mirt"
 _START_NAME = "merge3_start"
@@ -222,3 +222,16 @@ def fit_py_irt(scores: np.ndarray, dims: int, *, epochs: int = 2000, lr: float =
         params = ItemParams(np.asarray(exported["disc"], dtype=float).reshape(n_items, dims),
                             np.asarray(exported["diff"], dtype=float))
     return PyIrtFit(params, theta)
+
+
+class PyIrtEngine:
+    """The py-irt SVI engine behind ``calibrate(engine="py-irt")``."""
+
+    def fit(self, scores: np.ndarray, dims: int, *, epochs: int, seed: int,
+            init: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+            ) -> tuple[ItemParams, np.ndarray]:
+        fit = fit_py_irt(scores, dims, epochs=epochs, seed=seed, init=init)
+        return fit.params, fit.theta
+
+
+py_irt_engine = PyIrtEngine()

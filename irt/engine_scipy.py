@@ -14,7 +14,7 @@ from scipy.optimize import minimize
 
 from irt.params import ItemParams
 
-__all__ = ["ScipyFit", "fit_joint_map", "initial_values"]
+__all__ = ["ScipyFit", "ScipyEngine", "fit_joint_map", "initial_values", "scipy_engine"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +105,16 @@ def fit_joint_map(scores: np.ndarray, dims: int, *, sigma_alpha: float = 2.0,
     theta, alpha, beta = unpack(result.x)
     return ScipyFit(ItemParams(alpha.copy(), beta.copy()), theta.copy(), float(result.fun),
                     int(result.nit), bool(result.success))
+
+
+class ScipyEngine:
+    """The joint-MAP engine behind ``calibrate(engine="scipy")`` (``epochs`` unused)."""
+
+    def fit(self, scores: np.ndarray, dims: int, *, epochs: int, seed: int,
+            init: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+            ) -> tuple[ItemParams, np.ndarray]:
+        fit = fit_joint_map(scores, dims, init=init, seed=seed)
+        return fit.params, fit.theta
+
+
+scipy_engine = ScipyEngine()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from merge3.errors import Merge3Error
+from merge3.errors import Merge3Error, UnknownNameError
 
-__all__ = ["IRTError", "ResponseFileError", "ItemBankError"]
+__all__ = ["IRTError", "ResponseFileError", "ItemBankError", "UnknownIRTNameError"]
 
 
 class IRTError(Merge3Error):
@@ -24,3 +24,7 @@ class ResponseFileError(IRTError):
 
 class ItemBankError(IRTError):
     """An item bank directory is missing, corrupt or of another format version."""
+
+
+class UnknownIRTNameError(IRTError, UnknownNameError):
+    """An estimator, anchor selector or calibration engine name that is not registered."""

@@ -9,9 +9,11 @@
   models that agree most with the model on the anchors.
 - ``gmp-irt``: blend of the anchor mean and mp-IRT, weight chosen like gp-IRT's λ (MERGE³
   fixes 0.5).
-- ``aipw``: ȳ_S + (mean_{i∉S} f̂ − mean_S f̂)/(1 + n/N), f̂ a ridge regression of each item's
-  correctness on the anchors' across the bank's models, cross-fitted on S (Zhang et al.
-  2025, "Benchmark prediction from fewer data misses the mark").
+- ``aipw``: ``irt.aipw`` (Zhang et al. 2025).
+
+Each is an :class:`Estimator` in the :data:`ESTIMATORS` registry, which says whether it
+uses the merge's endpoints; a new one is a class with ``uses_endpoints`` and ``predict``
+plus one ``ESTIMATORS.register`` line (docs/extending.md).
 Shapes: y_anchor (B, k) with NaN for unanswered anchors; outputs (B,).
 """
 
@@ -19,24 +21,54 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from irt.ability import ability_prior, fit_abilities, fit_merge_weights
+from irt.aipw import RidgeFit, aipw_estimate, fit_ridge
 from irt.anchors import AnchorSet
 from irt.bank import ItemBank
-from irt.errors import IRTError
+from irt.errors import IRTError, UnknownIRTNameError
 from irt.params import ItemParams
 from irt.responses import ResponseMatrix
+from merge3.registry import Registry
 
-__all__ = ["Estimate", "AnchorEstimator", "estimate_accuracy", "ESTIMATORS",
+__all__ = ["Estimate", "Estimator", "AnchorEstimator", "estimate_accuracy", "ESTIMATORS",
            "DEFAULT_ESTIMATOR"]
 
-ESTIMATORS = ("mean", "p-irt", "gp-irt", "mp-irt", "gmp-irt", "aipw")
 # gmp-IRT: within 0.01 pp of gp-IRT on random held-out models at k = 50 and 1.7 pp better on
-# the strongest models (benchmarks/irt/README.md), the case a search creates.
+# the strongest models (benchmarks/irt/README.md), the case a search creates; on the
+# searches' own fronts it beats mp-IRT at k = 20 and 50 (benchmarks/search_cost/README.md).
 DEFAULT_ESTIMATOR = "gmp-irt"
 N_ENDPOINTS = 5
+
+Pair = tuple[np.ndarray, np.ndarray]  # estimates (B,) and standard errors (B,)
+
+
+@runtime_checkable
+class Estimator(Protocol):
+    """An accuracy estimator: anchor responses -> estimates and standard errors.
+
+    ``uses_endpoints``: the estimator reads the merge's endpoints (its parents' bank rows,
+    ``endpoints`` (B, K)) when the caller knows them; others get ``endpoints=None``.
+    ``predict`` gets the prepared :class:`AnchorEstimator` (bank, anchors, and the
+    building blocks ``anchor_mean``, ``p_irt``, ``mp_irt``, ``aipw``) and y (B, k).
+    """
+
+    uses_endpoints: bool
+
+    def predict(self, prepared: AnchorEstimator, y: np.ndarray,
+                endpoints: np.ndarray | None) -> Pair: ...
+
+
+def _is_estimator(entry: object) -> bool:
+    return not isinstance(entry, type) and isinstance(entry, Estimator)
+
+
+ESTIMATORS: Registry[Estimator] = Registry(
+    "estimator", _is_estimator, default=DEFAULT_ESTIMATOR, error=UnknownIRTNameError,
+    expects="Estimator instance (uses_endpoints: bool, predict(prepared, y, endpoints))")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +82,7 @@ class Estimate:
     items_used: int
 
 
-def _weighted_mean(y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _weighted_mean(y: np.ndarray, weights: np.ndarray) -> Pair:
     mask = ~np.isnan(y)
     w = np.where(mask, weights, 0.0)
     w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
@@ -69,7 +101,7 @@ class _Population:
 
 
 class AnchorEstimator:
-    """All estimators, prepared once for one bank and one anchor set (cheap to reuse)."""
+    """Every estimator, prepared once for one bank and one anchor set (cheap to reuse)."""
 
     def __init__(self, bank: ItemBank, anchors: AnchorSet, n_endpoints: int = N_ENDPOINTS,
                  prior_inflation: float = 1.0) -> None:
@@ -188,76 +220,115 @@ class AnchorEstimator:
 
     # ------------------------------------------------------------------ AIPW
     @cached_property
-    def _ridge(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
-        """Ridge of all items on the anchors across bank models, plus cross-fitted S fits."""
-        from sklearn.linear_model import Ridge, RidgeCV
+    def _ridge(self) -> RidgeFit:
+        return fit_ridge(self.full.responses, self.anchors.indices, self.rest)
 
-        responses = self.full.responses
-        col_mean = np.nan_to_num(np.nanmean(responses, axis=0), nan=0.5)
-        filled = np.where(np.isnan(responses), col_mean, responses)
-        x = filled[:, self.anchors.indices]
-        alphas = np.logspace(-2, 3, 11)
-        model = RidgeCV(alphas=alphas).fit(x, filled[:, self.rest])
-        loo = []
-        for j in range(self.anchors.k):  # f̂ for anchor j must not see y_j
-            others = np.delete(np.arange(self.anchors.k), j)
-            if others.size == 0:
-                loo.append((None, float(col_mean[self.anchors.indices[j]])))
-                continue
-            fit = Ridge(alpha=float(model.alpha_)).fit(x[:, others], x[:, j])
-            loo.append((fit, others))
-        return col_mean, model.coef_, np.atleast_1d(model.intercept_), loo
+    # ------------------------------------------------------------------ building blocks
+    def anchor_mean(self, y: np.ndarray) -> Pair:
+        """The weighted anchor mean Σ_c w_c y_c over each model's answered anchors."""
+        return _weighted_mean(y, self.anchors.weights)
 
-    def _aipw(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        col_mean, coef, intercept, loo = self._ridge
-        x = np.where(np.isnan(y), col_mean[self.anchors.indices], y)
-        f_rest = np.clip(x @ coef.T + intercept, 0, 1).mean(axis=1)
-        f_anchor = np.empty_like(x)
-        for j, (fit, others) in enumerate(loo):
-            f_anchor[:, j] = others if fit is None else fit.predict(x[:, others])
-        f_anchor = np.clip(f_anchor, 0, 1)
-        mask = ~np.isnan(y)
-        w = np.where(mask, self.anchors.weights, 0.0)
-        w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-        n = mask.sum(axis=1)
-        y_bar = np.sum(w * np.nan_to_num(y), axis=1)
-        f_s = np.sum(w * f_anchor, axis=1)
-        value = y_bar + (f_rest - f_s) / (1 + n / self.n_items)
-        resid = np.where(mask, np.nan_to_num(y) - f_anchor, 0.0)
-        centred = resid - np.sum(w * resid, axis=1, keepdims=True)
-        var = np.sum(w**2 * centred**2 * mask, axis=1) * n / np.maximum(n - 1, 1)
-        return np.clip(value, 0, 1), np.sqrt(var)
+    def p_irt(self, y: np.ndarray) -> Pair:
+        """p-IRT, its s.e. widened by the held-out misfit."""
+        value, se = self._p_irt(self.full, y)
+        return value, self._with_misfit(se, "gp")
+
+    def mp_irt(self, y: np.ndarray, endpoints: np.ndarray | None = None) -> Pair:
+        """mp-IRT over ``endpoints`` (else the nearest bank models), s.e. widened."""
+        value, se = self._mp_irt(self.full, y, endpoints)
+        return value, self._with_misfit(se, "gmp")
+
+    def aipw(self, y: np.ndarray) -> Pair:
+        """AIPW (irt.aipw) with the bank's ridge fit, made once per anchor set."""
+        return aipw_estimate(self._ridge, y, self.anchors.indices, self.anchors.weights,
+                             self.n_items)
 
     # ------------------------------------------------------------------ public
     def predict(self, estimator: str, y_anchor: np.ndarray,
-                endpoints: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                endpoints: np.ndarray | None = None) -> Pair:
         """Estimates and standard errors (B,) from anchor responses (B, k).
 
-        ``endpoints`` (B, K): bank row indices of each model's merge parents (mp/gmp-IRT).
+        ``estimator``: a name in :data:`ESTIMATORS` (or a ``module:attr`` plug-in).
+        ``endpoints`` (B, K): bank row indices of each model's merge parents, passed to
+        estimators that use them (mp/gmp-IRT).
         """
         y = np.atleast_2d(np.asarray(y_anchor, dtype=float))
         if y.shape[1] != self.anchors.k:
             raise IRTError(f"Got responses to {y.shape[1]} anchors, expected {self.anchors.k}.",
                            fix="pass one column per anchor, in the anchor set's order.")
-        if estimator == "mean":
-            return _weighted_mean(y, self.anchors.weights)
-        if estimator == "p-irt":
-            value, se = self._p_irt(self.full, y)
-            return value, self._with_misfit(se, "gp")
-        if estimator == "mp-irt":
-            value, se = self._mp_irt(self.full, y, endpoints)
-            return value, self._with_misfit(se, "gmp")
-        if estimator in ("gp-irt", "gmp-irt"):
-            lam = self.gp_lambda if estimator == "gp-irt" else self.gmp_lambda
-            mean, mean_se = _weighted_mean(y, self.anchors.weights)
-            irt, irt_se = (self._p_irt(self.full, y) if estimator == "gp-irt"
-                           else self._mp_irt(self.full, y, endpoints))
-            irt_se = self._with_misfit(irt_se, "gp" if estimator == "gp-irt" else "gmp")
-            return lam * mean + (1 - lam) * irt, np.sqrt((lam * mean_se)**2
-                                                         + ((1 - lam) * irt_se)**2)
-        if estimator == "aipw":
-            return self._aipw(y)
-        raise IRTError(f"Unknown estimator {estimator!r}.", fix=f"use one of {ESTIMATORS}.")
+        chosen = ESTIMATORS.get(estimator)
+        return chosen.predict(self, y, endpoints if chosen.uses_endpoints else None)
+
+
+def _blend(lam: float, mean: Pair, irt: Pair) -> Pair:
+    """λ·mean + (1 − λ)·IRT, s.e. of independent parts."""
+    return lam * mean[0] + (1 - lam) * irt[0], np.sqrt((lam * mean[1])**2
+                                                       + ((1 - lam) * irt[1])**2)
+
+
+class AnchorMean:
+    """The weighted anchor mean (tinyBenchmarks)."""
+
+    uses_endpoints = False
+
+    def predict(self, prepared: AnchorEstimator, y: np.ndarray, endpoints: None) -> Pair:
+        return prepared.anchor_mean(y)
+
+
+class PIRT:
+    """p-IRT: observed anchors plus IRT predictions of the rest (tinyBenchmarks)."""
+
+    uses_endpoints = False
+
+    def predict(self, prepared: AnchorEstimator, y: np.ndarray, endpoints: None) -> Pair:
+        return prepared.p_irt(y)
+
+
+class GPIRT:
+    """gp-IRT: the anchor mean and p-IRT blended by the held-out λ (tinyBenchmarks §3.2)."""
+
+    uses_endpoints = False
+
+    def predict(self, prepared: AnchorEstimator, y: np.ndarray, endpoints: None) -> Pair:
+        return _blend(prepared.gp_lambda, prepared.anchor_mean(y), prepared.p_irt(y))
+
+
+class MPIRT:
+    """mp-IRT: p-IRT at θ̃ = Σ_k λ_k θ_k over the merge's endpoints (MERGE³)."""
+
+    uses_endpoints = True
+
+    def predict(self, prepared: AnchorEstimator, y: np.ndarray,
+                endpoints: np.ndarray | None) -> Pair:
+        return prepared.mp_irt(y, endpoints)
+
+
+class GMPIRT:
+    """gmp-IRT: the anchor mean and mp-IRT blended by the held-out λ."""
+
+    uses_endpoints = True
+
+    def predict(self, prepared: AnchorEstimator, y: np.ndarray,
+                endpoints: np.ndarray | None) -> Pair:
+        return _blend(prepared.gmp_lambda, prepared.anchor_mean(y),
+                      prepared.mp_irt(y, endpoints))
+
+
+class AIPW:
+    """AIPW: the anchor mean corrected by a cross-fitted ridge (Zhang et al. 2025)."""
+
+    uses_endpoints = False
+
+    def predict(self, prepared: AnchorEstimator, y: np.ndarray, endpoints: None) -> Pair:
+        return prepared.aipw(y)
+
+
+ESTIMATORS.register("mean", AnchorMean())
+ESTIMATORS.register("p-irt", PIRT())
+ESTIMATORS.register("gp-irt", GPIRT())
+ESTIMATORS.register("mp-irt", MPIRT())
+ESTIMATORS.register("gmp-irt", GMPIRT())
+ESTIMATORS.register("aipw", AIPW())
 
 
 def _given_anchors(bank: ItemBank, responses: ResponseMatrix) -> AnchorSet:
@@ -279,17 +350,17 @@ def estimate_accuracy(bank: ItemBank, responses: ResponseMatrix,
 
     ``responses``: the new models' scores (binarised here); only anchor items are read.
     ``anchors``: the anchor set (default: every bank item the models answered).
-    ``endpoints``: {model: [parent model names in the bank]} for mp-IRT / gmp-IRT.
+    ``endpoints``: {model: [parent model names in the bank]}, for the estimators that
+    use them (``uses_endpoints``: mp-IRT, gmp-IRT).
     ``prior_inflation``: scale of the θ prior's covariance (see AnchorEstimator).
     """
-    if estimator not in ESTIMATORS:
-        raise IRTError(f"Unknown estimator {estimator!r}.", fix=f"use one of {ESTIMATORS}.")
+    chosen = ESTIMATORS.get(estimator)
     matrix = responses.binarized()
     anchors = anchors or _given_anchors(bank, matrix)
     y = matrix.aligned_to(anchors.item_ids).scores
     prepared = AnchorEstimator(bank, anchors, prior_inflation=prior_inflation)
     parents = None
-    if endpoints and estimator in ("mp-irt", "gmp-irt"):
+    if endpoints and chosen.uses_endpoints:
         rows = {m: k for k, m in enumerate(bank.model_ids)}
         lists = []
         for model in matrix.model_ids:

@@ -19,7 +19,7 @@ import numpy as np
 
 from irt.anchors import SELECTORS, select_anchors
 from irt.bank import ItemBank
-from irt.calibrate import calibrate, recalibrate
+from irt.calibrate import DEFAULT_ENGINE, ENGINES, calibrate, recalibrate
 from irt.estimators import ESTIMATORS, AnchorEstimator
 from irt.responses import ResponseMatrix
 
@@ -29,13 +29,14 @@ __all__ = ["ValidationConfig", "validate", "split_models", "score_estimates"]
 @dataclass(frozen=True)
 class ValidationConfig:
     ks: tuple[int, ...] = (10, 20, 50, 100)
-    selectors: tuple[str, ...] = SELECTORS
-    estimators: tuple[str, ...] = ESTIMATORS
+    # every registered selector and estimator, plug-ins registered before this runs included
+    selectors: tuple[str, ...] = field(default_factory=SELECTORS.names)
+    estimators: tuple[str, ...] = field(default_factory=ESTIMATORS.names)
     seeds: tuple[int, ...] = (0, 1, 2)
     heldout_fraction: float = 0.2
     model: str = "mirt"
     dims: int | None = None
-    engine: str = "scipy"
+    engine: str = DEFAULT_ENGINE
     epochs: int = 2000
     recalibration: bool = True
     splits: tuple[str, ...] = ("random", "strongest")
@@ -96,6 +97,10 @@ def validate(responses: ResponseMatrix, config: ValidationConfig | None = None,
     import pandas as pd  # noqa: F401 - imported here so a missing pandas fails early
 
     config = config or ValidationConfig()
+    for registry, names in ((SELECTORS, config.selectors), (ESTIMATORS, config.estimators),
+                            (ENGINES, (config.engine,))):
+        for name in names:  # a typo fails now, not after the first calibration
+            registry.get(name)
     say = progress or (lambda _msg: None)
     matrix = responses.binarized()
     accuracy = matrix.accuracies()

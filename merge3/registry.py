@@ -29,16 +29,17 @@ def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
-def _import(reference: str, kind: str) -> Any:
+def _import(reference: str, kind: str, error: type[UnknownNameError] = UnknownNameError
+            ) -> Any:
     module_name, _, attr = reference.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise UnknownNameError(f"Cannot import the {kind} {reference!r}: {err}.",
+        raise error(f"Cannot import the {kind} {reference!r}: {err}.",
                                fix="check the module path (package.module:attribute) and "
                                    "that the package is installed.") from None
     if not hasattr(module, attr):
-        raise UnknownNameError(f"Module {module_name!r} has no {attr!r} (the {kind} "
+        raise error(f"Module {module_name!r} has no {attr!r} (the {kind} "
                                f"{reference!r}).{did_you_mean(attr, dir(module))}",
                                fix="check the attribute name after the colon.")
     return getattr(module, attr)
@@ -49,17 +50,26 @@ class Registry(Generic[T]):
 
     ``check`` is a type (entries must be instances, or subclasses when they are classes)
     or a callable returning True for a valid entry; ``expects`` describes it in errors.
+    ``error`` is the error an unknown name raises (a subclass of UnknownNameError, so a
+    package's callers can catch its own root error, e.g. ``IRTError``).
     """
 
     def __init__(self, kind: str, check: type | Callable[[Any], bool] | None = None, *,
-                 expects: str | None = None, default: str | None = None) -> None:
+                 expects: str | None = None, default: str | None = None,
+                 error: type[UnknownNameError] = UnknownNameError) -> None:
+        if not (isinstance(error, type) and issubclass(error, UnknownNameError)):
+            raise TypeError(f"Registry {kind!r}: error={error!r} must be a subclass of "
+                            "merge3.errors.UnknownNameError.")
         self.kind = kind
         self.check = check
         self.expects = expects or (getattr(check, "__name__", None) if check else None)
         self.default = default
+        self.error = error
         self._entries: dict[str, T | str] = {}
 
-    def _validate(self, name: str, obj: Any) -> None:
+    def _validate(self, name: str, obj: Any, *, plugin: bool = False) -> None:
+        """Refuse an entry that fails ``check``: a TypeError when code registers it, the
+        registry's error when a config names it as a ``module:attr`` plug-in."""
         if self.check is None:
             return
         if isinstance(self.check, type):
@@ -67,9 +77,12 @@ class Registry(Generic[T]):
                                                  and issubclass(obj, self.check))
         else:
             ok = bool(self.check(obj))
-        if not ok:
-            raise TypeError(f"{self.kind} {name!r}: {obj!r} is not a {self.expects}; a "
-                            f"{self.kind} must be a {self.expects}.")
+        if ok:
+            return
+        message = f"{self.kind} {name!r}: {obj!r} is not a {self.expects}."
+        if plugin:
+            raise self.error(message, fix=f"point to a {self.expects}.")
+        raise TypeError(f"{message[:-1]}; a {self.kind} must be a {self.expects}.")
 
     def register(self, name: str, obj: T | str | None = None) -> Any:
         """Register ``obj`` (or a lazy ``"module:attr"``) as ``name``; without ``obj``, a
@@ -96,21 +109,21 @@ class Registry(Generic[T]):
         an unregistered ``"module:attr"`` is imported as a plug-in."""
         name = name if name is not None else self.default
         if name is None:
-            raise UnknownNameError(f"No {self.kind} given and none is the default.",
-                                   fix=f"name one of: {', '.join(sorted(self.names()))}.")
+            raise self.error(f"No {self.kind} given and none is the default.",
+                             fix=f"name one of: {', '.join(sorted(self.names()))}.")
         if name not in self._entries:
             if ":" in name:
-                obj = _import(name, self.kind)
-                self._validate(name, obj)
+                obj = _import(name, self.kind, self.error)
+                self._validate(name, obj, plugin=True)
                 return obj
-            raise UnknownNameError(
+            raise self.error(
                 f"Unknown {self.kind} {name!r}.{did_you_mean(name, self.names())}",
                 fix=f"use one of: {', '.join(sorted(self.names()))}"
                     " (or a plug-in as package.module:attribute).",
             )
         entry = self._entries[name]
         if isinstance(entry, str):
-            entry = _import(entry, self.kind)
+            entry = _import(entry, self.kind, self.error)
             self._validate(name, entry)
             self._entries[name] = entry
         return entry
@@ -123,3 +136,6 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from merge3.alignment.c2m3 import C2M3Result, frank_wolfe_synchronized_matching
 from merge3.alignment.merge import (
-    METHODS,
+    ALIGNMENTS,
     AlignmentResult,
+    UnknownAlignmentError,
     align_models,
+    alignment_options,
     average_state_dicts,
     c2m3_merge,
     mergemany_merge,
@@ -38,11 +40,13 @@ from merge3.alignment.transformer_spec import transformer_stream_spec
 from merge3.alignment.weight_matching import merge_many, to_numpy, weight_matching
 
 __all__ = [
-    "METHODS",
+    "ALIGNMENTS",
     "AlignmentResult",
     "C2M3Result",
     "PermutationSpec",
+    "UnknownAlignmentError",
     "align_models",
+    "alignment_options",
     "apply_permutations",
     "average_state_dicts",
     "c2m3_merge",

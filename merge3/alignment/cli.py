@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import load_file, save_file
 
-from merge3.alignment.merge import METHODS, align_models, permutations_to_lists
+from merge3.alignment.merge import (
+    ALIGNMENTS,
+    align_models,
+    alignment_options,
+    permutations_to_lists,
+)
 from merge3.alignment.spec import PermutationSpec, infer_spec
 from merge3.errors import CheckpointError, Merge3Error
 
@@ -123,23 +128,31 @@ def _repaired_digits_average(
     return repair(module(result.merged), endpoints, data.x_train, layers).state_dict()
 
 
+def _options(args: argparse.Namespace) -> dict:
+    """The options of ``merge3 align`` that ``--method`` takes; an option it does not take
+    (e.g. --anchor for rebasin) is an error rather than silently ignored."""
+    accepted = alignment_options(args.method)
+    if args.anchor and "anchor" not in accepted:
+        takers = [m for m in ALIGNMENTS if "anchor" in alignment_options(m)]
+        raise Merge3Error(f"--anchor applies to {', '.join(takers)}, not to {args.method}.",
+                          fix=f"drop --anchor or use --method {takers[0]}.")
+
+    def report(iteration: int, objective: float, step: float) -> None:
+        if args.verbose:
+            print(f"iteration {iteration}: objective {objective:.6g} step {step:.4f}")
+
+    given = {"seed": args.seed, "max_iter": args.max_iter, "callback": report,
+             "progress": not args.verbose, "anchor": 0 if args.anchor else None}
+    return {k: v for k, v in given.items() if k in accepted}
+
+
 def handler(args: argparse.Namespace) -> int:
     try:
-        if args.anchor and args.method != "c2m3":
-            raise Merge3Error(f"--anchor applies to C²M³, not to {args.method}.",
-                              fix="drop --anchor or use --method c2m3.")
+        options = _options(args)
         paths = [Path(p).expanduser() for p in args.models]
         digits_config = _digits_config(paths[0]) if args.repair else None  # fail early
         states = [load_state_dict(p) for p in paths]
         spec = spec_for_checkpoint(paths[0], states[0])
-        options: dict = {"seed": args.seed}
-        if args.method == "c2m3":
-            def report(iteration: int, objective: float, step: float) -> None:
-                if args.verbose:
-                    print(f"iteration {iteration}: objective {objective:.6g} step {step:.4f}")
-
-            options.update(max_iter=args.max_iter, callback=report, progress=not args.verbose,
-                           anchor=0 if args.anchor else None)
         result = align_models(states, spec, args.method, **options)
         out = Path(args.out).expanduser()
         out.mkdir(parents=True, exist_ok=True)
@@ -177,7 +190,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL",
                         help="checkpoint directories or .safetensors files (two or more)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    parser.add_argument("--method", choices=[m for m in METHODS if m != "naive"],
+    parser.add_argument("--method", choices=[m for m in ALIGNMENTS if m != "naive"],
                         default="c2m3", help="alignment method (default: c2m3)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--max-iter", type=int, default=200,

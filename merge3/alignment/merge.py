@@ -1,13 +1,18 @@
 """Whole-model alignment and merging: naive averaging, Re-Basin to a reference,
 MergeMany and C²M³, all returning the aligned state dicts and their average.
 
+Each is a function ``(state_dicts, spec, **options) -> AlignmentResult`` in the
+:data:`ALIGNMENTS` registry; a new one is a function plus one ``ALIGNMENTS.register`` line
+(docs/extending.md).
+
 References: Ainsworth et al., "Git Re-Basin", ICLR 2023 (weight matching, MergeMany);
 Crisostomi et al., "C²M³", NeurIPS 2024 (merge = average in the universe space).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,13 +23,16 @@ from merge3.alignment.c2m3 import IterationCallback, frank_wolfe_synchronized_ma
 from merge3.alignment.permute import Permutations, apply_permutations, identity_permutations
 from merge3.alignment.spec import PermutationSpec
 from merge3.alignment.weight_matching import merge_many, to_numpy, weight_matching
-from merge3.errors import MergeError
+from merge3.errors import MergeError, UnknownNameError
+from merge3.registry import Registry
 
 __all__ = [
-    "METHODS",
+    "ALIGNMENTS",
     "AlignmentResult",
+    "UnknownAlignmentError",
     "average_state_dicts",
     "align_models",
+    "alignment_options",
     "c2m3_merge",
     "rebasin_merge",
     "mergemany_merge",
@@ -32,8 +40,18 @@ __all__ = [
     "permutations_to_lists",
 ]
 
-METHODS = ("naive", "rebasin", "mergemany", "c2m3")
 StateDict = Mapping[str, torch.Tensor]
+
+
+class UnknownAlignmentError(MergeError, UnknownNameError):
+    """An alignment method name that is not registered."""
+
+
+# name -> (state_dicts, spec, **options) -> AlignmentResult; filled at the end of the module
+ALIGNMENTS: Registry[Callable[..., AlignmentResult]] = Registry(
+    "alignment method", lambda f: callable(f) and not isinstance(f, type),
+    expects="function (state_dicts, spec, **options) -> AlignmentResult",
+    error=UnknownAlignmentError)
 
 
 @dataclass(frozen=True)
@@ -157,17 +175,24 @@ def c2m3_merge(
     return _finish("c2m3", state_dicts, spec, result.perms, result.objective)
 
 
+ALIGNMENTS.register("naive", naive_merge)
+ALIGNMENTS.register("rebasin", rebasin_merge)
+ALIGNMENTS.register("mergemany", mergemany_merge)
+ALIGNMENTS.register("c2m3", c2m3_merge)
+
+
 def align_models(
     state_dicts: Sequence[StateDict], spec: PermutationSpec, method: str = "c2m3", **options: Any
 ) -> AlignmentResult:
-    """Dispatch to one of :data:`METHODS` by name."""
-    functions = {
-        "naive": naive_merge, "rebasin": rebasin_merge,
-        "mergemany": mergemany_merge, "c2m3": c2m3_merge,
-    }
-    if method not in functions:
-        raise MergeError(f"Unknown alignment method {method!r}.", fix=f"use one of {METHODS}.")
-    return functions[method](state_dicts, spec, **options)
+    """Run the alignment method ``method`` (a name in :data:`ALIGNMENTS`)."""
+    return ALIGNMENTS.get(method)(state_dicts, spec, **options)
+
+
+def alignment_options(method: str) -> frozenset[str]:
+    """The keyword options alignment method ``method`` takes (e.g. c2m3: max_iter, anchor)."""
+    parameters = list(inspect.signature(ALIGNMENTS.get(method)).parameters.values())[2:]
+    return frozenset(p.name for p in parameters
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 def permutations_to_lists(perms: Permutations) -> dict[str, list[int]]:

@@ -44,12 +44,13 @@ def align_state_dicts(
     method: str, state_dicts: list[dict[str, torch.Tensor]], *, max_iter: int = 200,
     anchor: int = -1, seed: int = 0,
 ) -> list[dict[str, torch.Tensor]]:
-    """The inputs permuted into one common frame by ``method``."""
-    from merge3.alignment.merge import align_models
+    """The inputs permuted into one common frame by the alignment method ``method``
+    (merge3.alignment.ALIGNMENTS); each method gets the options it takes."""
+    from merge3.alignment.merge import align_models, alignment_options
     from merge3.alignment.spec import infer_spec
 
     spec = infer_spec(state_dicts[0])
-    options: dict = {"seed": seed}
-    if method == "c2m3":
-        options.update(max_iter=max_iter, anchor=None if anchor < 0 else anchor)
+    given = {"seed": seed, "max_iter": max_iter, "anchor": None if anchor < 0 else anchor}
+    accepted = alignment_options(method)
+    options = {k: v for k, v in given.items() if k in accepted}
     return align_models(state_dicts, spec, method=method, **options).aligned

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from evaluators.items import ItemResult
+from merge3.eval_logs import LOG_FORMAT, write_model_log
 
 __all__ = ["LOG_FORMAT", "summarize", "write_eval_logs"]
-
-LOG_FORMAT = "merge3-eval-v1"
 
 
 def summarize(
@@ -38,18 +34,6 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write to a temp file beside ``path`` and rename it: never a half-written log."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_eval_logs(
     out_dir: str | Path,
     model_name: str,
@@ -57,31 +41,12 @@ def write_eval_logs(
     results: Sequence[ItemResult],
     metrics: Mapping[str, str],
 ) -> Path:
-    """Write ``out_dir/<model_name>/results.json`` and one ``samples_<task>.jsonl`` per task.
-
-    Returns the model's log directory.
-    """
-    model_dir = Path(out_dir) / model_name
-    model_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``out_dir/<model_name>/results.json`` and one ``samples_<task>.jsonl`` per task
+    (the format of :mod:`merge3.eval_logs`). Returns the model's log directory."""
     summary = summarize(results, metrics)
-    by_task: dict[str, list[str]] = {task: [] for task in summary}
+    samples: dict[str, list[dict[str, Any]]] = {task: [] for task in summary}
     for r in results:
-        record = {
-            "model": model_name,
-            "task": r.task,
-            "item": r.item,
-            "score": float(r.score),
-            "prediction": _jsonable(r.prediction),
-            "target": _jsonable(r.target),
-        }
-        by_task[r.task].append(json.dumps(record))
-    for task, lines in by_task.items():
-        _atomic_write(model_dir / f"samples_{task}.jsonl", "".join(line + "\n" for line in lines))
-    results_json = {
-        "format": LOG_FORMAT,
-        "model": model_name,
-        "model_path": model_path,
-        "tasks": summary,
-    }
-    _atomic_write(model_dir / "results.json", json.dumps(results_json, indent=2) + "\n")
-    return model_dir
+        samples[r.task].append({"item": r.item, "score": float(r.score),
+                                "prediction": _jsonable(r.prediction),
+                                "target": _jsonable(r.target)})
+    return write_model_log(out_dir, model_name, model_path, samples, summary)

@@ -50,6 +50,7 @@ from evaluators.items import Item
 from merge3.analysis import layer_spectra, pairwise_interference
 from merge3.analysis.interference import singular_task_interference
 from merge3.analysis.plots import plot_effective_rank, plot_interference, plot_spectra
+from merge3.eval_logs import read_log
 from merge3.methods.tsv import (
     is_svd_target,
     orthogonalize,
@@ -59,7 +60,6 @@ from merge3.methods.tsv import (
 from merge3.routing import MASS, MassConfig, MassEvaluator, TaskFactors
 from merge3.zoo.cache import default_zoo_dir
 from merge3.zoo.encoder import encode, features, load_encoder, load_tokenizer
-from merge3.zoo.logs import read_log
 from merge3.zoo.merges import COEFFICIENT_GRIDS, MergeSpec, merge_state, report_spec
 from merge3.zoo.report import compute_report, paired_bootstrap
 

@@ -32,9 +32,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from search.records import TrialRecord
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -76,8 +79,8 @@ def _machine() -> dict[str, Any]:
 # -- the searches -----------------------------------------------------------------------
 def arm_config(zoo_dir: Path, banks: Path, args: argparse.Namespace, estimator: str,
                anchors: int) -> dict[str, Any]:
-    """The demo's search config (merge3.demo) with this arm's fitness and budget."""
-    from merge3.demo import demo_search_config
+    """The demo's search config (search.demo) with this arm's fitness and budget."""
+    from search.demo import demo_search_config
 
     config = demo_search_config(zoo_dir, banks, size=args.zoo_size, population=args.population,
                                 generations=args.generations, anchors=anchors,
@@ -91,8 +94,8 @@ def arm_config(zoo_dir: Path, banks: Path, args: argparse.Namespace, estimator: 
     return config
 
 
-def _records(run_dir: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
-    from search.run import finished_records
+def _records(run_dir: Path, config: dict[str, Any]) -> list[TrialRecord]:
+    from search.records import finished_records
     from search.strategy import make_sampler, open_study
 
     strategy = config["strategy"]
@@ -108,7 +111,8 @@ def run_arm(name: str, config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     import yaml
 
     from search.config import parse_config
-    from search.run import front_of, run_search
+    from search.records import front_of
+    from search.run import run_search
 
     summary_path = run_dir / "arm.json"
     if summary_path.exists():
@@ -125,9 +129,9 @@ def run_arm(name: str, config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     wall = time.perf_counter() - start
     objectives = config["objectives"]
     records = _records(run_dir, config)
-    done = [r for r in records if r["state"] == "COMPLETE"]
+    done = [r for r in records if r.complete]
     front = front_of(records, objectives)
-    best = max(done, key=lambda r: r["mean_estimate"])  # by the search's own fitness
+    best = max(done, key=lambda r: r.mean_estimate)  # by the search's own fitness
     summary = {
         "arm": name,
         "estimator": config["fitness"]["estimator"],
@@ -138,20 +142,20 @@ def run_arm(name: str, config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "failed": len(records) - len(done),
         "item_evaluations": outcome.item_evaluations,
         "items_per_candidate": outcome.item_evaluations / max(len(done), 1),
-        "worker_seconds": float(sum(r["wall_seconds"] or 0.0 for r in done)),
+        "worker_seconds": float(sum(r.wall_seconds or 0.0 for r in done)),
         "load_before": load_before,
         "load_after": _load(),
         "machine": machine,
-        "best_trial": best["trial"],
-        "front_trials": [r["trial"] for r in front],
-        "members": {str(r["trial"]): {"generation": r["generation"], "parents": r["parents"],
-                                      "values": r["values"], "stderr": r["stderr"],
-                                      "recipe": r["recipe"]}
+        "best_trial": best.number,
+        "front_trials": [r.number for r in front],
+        "members": {str(r.number): {"generation": r.generation, "parents": list(r.parents),
+                                    "values": r.estimates, "stderr": r.stderr,
+                                    "recipe": r.recipe}
                     for r in front},
     }
     summary_path.write_text(json.dumps(summary, indent=1))
     print(f"[{name}] {wall:.0f} s, {summary['item_evaluations']} item evaluations, "
-          f"best trial {best['trial']} (mean fitness {best['mean_estimate']:.4f})", flush=True)
+          f"best trial {best.number} (mean fitness {best.mean_estimate:.4f})", flush=True)
     return summary
 
 
@@ -188,12 +192,12 @@ def _run_pool(jobs: list[tuple[Any, dict[str, Any]]], config: dict[str, Any],
     """Score every ``(key, recipe)`` job on all items of ``task_files`` with the search's
     own Ray workers; ``keep(key, responses)`` gets each result."""
     from merge3.models import resolve_model
-    from search.run import _resolve_task
+    from search.prepare import resolve_task
     from search.workers import CandidateResult, WorkerPool, WorkerSpec, init_ray
 
     base = str(resolve_model(config["base_model"]))
     experts = {k: str(resolve_model(v)) for k, v in config["experts"].items()}
-    tasks = {t: _resolve_task(path) for t, path in task_files.items()}
+    tasks = {t: resolve_task(path) for t, path in task_files.items()}
     started = init_ray(None, num_cpus=workers)
     pool = WorkerPool(WorkerSpec(base, experts, tasks, threads=1), count=workers, cpus=1)
     every_item = dict.fromkeys(tasks)
@@ -340,7 +344,7 @@ def _dominates(a: np.ndarray, b: np.ndarray) -> bool:
 
 def analyse(arms: dict[str, dict[str, Any]], responses: dict[str, Any], zoo_dir: Path,
             tasks: list[str], resamples: int, verified: dict[str, str]) -> dict[str, Any]:
-    from merge3.zoo.logs import read_log
+    from merge3.eval_logs import read_log
 
     population = json.loads((zoo_dir / "population.json").read_text())
     singles = ["base", *[f"expert-{t}" for t in population["tasks"]]]
@@ -707,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from merge3.demo import calibrate_zoo_banks
+    from search.demo import calibrate_zoo_banks
     from merge3.zoo.build import build_zoo
 
     zoo_dir = build_zoo(args.zoo_size, progress=False)

@@ -1,6 +1,6 @@
 """Build the MiniLM zoo: item pools, probes, experts, the population's responses, the report.
 
-``build_zoo(size)`` is deterministic from the recipe (``merge3.zoo.config``) and cached:
+``build_zoo(size)`` is deterministic from the recipe (``merge3.zoo.build_config``) and cached:
 an up-to-date zoo is returned as is; otherwise everything is built into a temporary
 sibling directory and swapped in when complete. Two worker processes (one torch thread
 each) share the encoder work: base features, fine-tuning, merges.
@@ -19,13 +19,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from merge3.zoo import cache, items, workers
-from merge3.zoo.config import ZooConfig, zoo_config
+from merge3.eval_logs import write_model_log
+from merge3.zoo import build_jobs, cache, items
+from merge3.zoo.build_config import ZooConfig, zoo_config
 from merge3.zoo.encoder import POOLING, encode, load_encoder, load_tokenizer, text_fitter
-from merge3.zoo.finetune import Head, fit_probe
-from merge3.zoo.logs import TaskResponses, write_log
+from merge3.zoo.finetune import LinearProbe, fit_probe
 from merge3.zoo.population import (
     Member,
+    TaskResponses,
     TaskSlice,
     grid_members,
     random_members,
@@ -62,7 +63,7 @@ def build_zoo(size: str = "demo", out: str | Path | None = None, *, force: bool 
         raise
 
 
-def _save_heads(model_dir: Path, heads: dict[str, Head]) -> None:
+def _save_heads(model_dir: Path, heads: dict[str, LinearProbe]) -> None:
     from merge3.zoo.tiny import save_head
 
     for task, head in heads.items():
@@ -102,7 +103,7 @@ class _Builder:
         context = multiprocessing.get_context("spawn")
         start = time.perf_counter()
         with ProcessPoolExecutor(self.n_workers, mp_context=context,
-                                 initializer=workers.init_worker,
+                                 initializer=build_jobs.init_worker,
                                  initargs=(eval_batches,)) as pool:
             self._time("start workers", start)
             base_heads, base_eval = self.probes(pool)
@@ -152,14 +153,15 @@ class _Builder:
         return out
 
     # -- phase 2: probes on the frozen base ------------------------------------------
-    def probes(self, pool: ProcessPoolExecutor) -> tuple[dict[str, Head], dict[str, torch.Tensor]]:
+    def probes(self, pool: ProcessPoolExecutor,
+               ) -> tuple[dict[str, LinearProbe], dict[str, torch.Tensor]]:
         start = time.perf_counter()
         jobs: dict[str, Future] = {
-            name: pool.submit(workers.features_job,
+            name: pool.submit(build_jobs.features_job,
                               encode(self.tokenizer, [e.text for e in self.splits[name].train]))
             for name in self.config.tasks
         }
-        eval_job = pool.submit(workers.features_job, None, ("validation", "test"))
+        eval_job = pool.submit(build_jobs.features_job, None, ("validation", "test"))
         heads = {}
         with self._bar(len(jobs) + 1, "base features + probes") as bar:
             base_eval = self._cpu("base features", eval_job.result())
@@ -182,7 +184,7 @@ class _Builder:
         return heads, base_eval
 
     # -- phase 3: experts ---------------------------------------------------------------
-    def finetune(self, pool: ProcessPoolExecutor, probes: dict[str, Head]) -> dict[str, Any]:
+    def finetune(self, pool: ProcessPoolExecutor, probes: dict[str, LinearProbe]) -> dict[str, Any]:
         start = time.perf_counter()
         cfg = self.config
         jobs = {}
@@ -191,7 +193,7 @@ class _Builder:
             ids = self.tokenizer([e.text for e in train], truncation=True)["input_ids"]
             ft = cfg.finetune_for(name, i)
             jobs[name] = pool.submit(
-                workers.finetune_job, name, ids, [e.label for e in train], probes[name], ft,
+                build_jobs.finetune_job, name, ids, [e.label for e in train], probes[name], ft,
                 cfg.snapshots, str(self.expert_dir(name)))
         results = {}
         with self._bar(len(jobs), "fine-tune experts") as bar:
@@ -209,7 +211,7 @@ class _Builder:
         return self.work / "models" / f"expert-{task}"
 
     # -- phase 4: the population --------------------------------------------------------
-    def population(self, pool: ProcessPoolExecutor, probes: dict[str, Head],
+    def population(self, pool: ProcessPoolExecutor, probes: dict[str, LinearProbe],
                    base_eval: dict[str, torch.Tensor], experts: dict[str, Any]) -> None:
         start = time.perf_counter()
         cfg = self.config
@@ -218,7 +220,7 @@ class _Builder:
         expert_dirs = {name: str(self.expert_dir(name)) for name in tasks}
         grid = grid_members(tasks, cfg.grids)
         randoms = random_members(tasks, cfg.random_merges, cfg.seed)
-        jobs = {m.name: pool.submit(workers.merge_job, m.spec, expert_dirs,
+        jobs = {m.name: pool.submit(build_jobs.merge_job, m.spec, expert_dirs,
                                     ("validation", "test") if m.method_label else ("test",))
                 for m in grid + randoms}
         records: list[dict[str, Any]] = []
@@ -252,7 +254,10 @@ class _Builder:
 
     def _record(self, records: list[dict[str, Any]], member: Member, model_path: str,
                 responses: dict[str, TaskResponses]) -> None:
-        write_log(self.work / "responses", member.name, model_path, responses)
+        summary = {task: {"metric": "acc", "score": r.accuracy, "n": len(r.item_ids)}
+                   for task, r in responses.items()}
+        write_model_log(self.work / "responses", member.name, model_path,
+                        {task: r.log_rows() for task, r in responses.items()}, summary)
         entry: dict[str, Any] = {"name": member.name, "kind": member.kind,
                                  "model_path": model_path,
                                  "test": {t: r.accuracy for t, r in responses.items()}}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 __all__ = ["register"]
 
-ZOO_SIZES = ("test", "demo", "bench")  # merge3.zoo.config.SIZES (not imported: torch)
+ZOO_SIZES = ("test", "demo", "bench")  # merge3.zoo.build_config.SIZES (not imported: torch)
 
 
 def _build(args: argparse.Namespace) -> int:

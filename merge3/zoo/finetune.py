@@ -20,11 +20,11 @@ import torch
 
 from merge3.zoo.encoder import pool_mean
 
-__all__ = ["Head", "fit_probe", "FinetuneConfig", "finetune", "head_accuracy"]
+__all__ = ["LinearProbe", "fit_probe", "FinetuneConfig", "finetune", "head_accuracy"]
 
 
 @dataclass
-class Head:
+class LinearProbe:
     """logits = features @ weight.T + bias; weight (C, d), bias (C,)."""
 
     weight: torch.Tensor
@@ -42,7 +42,7 @@ def fit_probe(
     val_features: torch.Tensor | None = None,
     val_labels: Sequence[int] | None = None,
     c_grid: Sequence[float] = (0.1, 0.3, 1.0, 3.0),
-) -> tuple[Head, float]:
+) -> tuple[LinearProbe, float]:
     """An L2 logistic-regression head on frozen features; ``C`` chosen on validation.
 
     Returns the head and the chosen ``C``. A binary model's single logit z becomes the
@@ -75,7 +75,7 @@ def fit_probe(
             bias[k] = float(clf.intercept_[row])
         missing = [k for k in range(num_classes) if k not in classes]
         bias[missing] = -1e4  # a class never seen in training is never predicted
-    return Head(coef.float(), bias.float()), c
+    return LinearProbe(coef.float(), bias.float()), c
 
 
 @dataclass(frozen=True)
@@ -101,15 +101,15 @@ def _schedule(step: int, cfg: FinetuneConfig) -> float:
 
 def finetune(
     model: torch.nn.Module,
-    head: Head,
+    head: LinearProbe,
     input_ids: Sequence[Sequence[int]],
     labels: Sequence[int],
     cfg: FinetuneConfig,
     *,
     on_step: Callable[[int, float], None] | None = None,
     snapshot_at: Sequence[int] = (),
-    on_snapshot: Callable[[int, torch.nn.Module, Head], None] | None = None,
-) -> Head:
+    on_snapshot: Callable[[int, torch.nn.Module, LinearProbe], None] | None = None,
+) -> LinearProbe:
     """Fine-tune ``model`` in place on token-id lists; returns the trained head.
 
     Batches are drawn by a seeded sampler (reshuffled each epoch) and padded to their
@@ -128,14 +128,14 @@ def finetune(
 
 def _train(
     model: torch.nn.Module,
-    head: Head,
+    head: LinearProbe,
     input_ids: Sequence[Sequence[int]],
     labels: Sequence[int],
     cfg: FinetuneConfig,
     on_step: Callable[[int, float], None] | None,
     snapshot_at: Sequence[int],
-    on_snapshot: Callable[[int, torch.nn.Module, Head], None] | None,
-) -> Head:
+    on_snapshot: Callable[[int, torch.nn.Module, LinearProbe], None] | None,
+) -> LinearProbe:
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # dropout
     weight = torch.nn.Parameter(head.weight.clone())
@@ -176,13 +176,14 @@ def _train(
             on_step(step, float(loss))
         if on_snapshot is not None and step + 1 in snapshot_at:
             model.eval()
-            on_snapshot(step + 1, model, Head(weight.detach().clone(), bias.detach().clone()))
+            probe = LinearProbe(weight.detach().clone(), bias.detach().clone())
+            on_snapshot(step + 1, model, probe)
             model.train()
     model.eval()
-    return Head(weight.detach().clone(), bias.detach().clone())
+    return LinearProbe(weight.detach().clone(), bias.detach().clone())
 
 
-def head_accuracy(feats: torch.Tensor, labels: Sequence[int], head: Head) -> float:
+def head_accuracy(feats: torch.Tensor, labels: Sequence[int], head: LinearProbe) -> float:
     """Accuracy of ``head`` on pooled features."""
     pred = head.logits(feats).argmax(1)
     return float((pred == torch.tensor(list(labels))).float().mean())

@@ -17,11 +17,35 @@ from typing import Any
 
 import torch
 
-from merge3.zoo.finetune import Head
-from merge3.zoo.logs import TaskResponses
+from merge3.zoo.finetune import LinearProbe
 from merge3.zoo.merges import MergeSpec, report_spec
 
-__all__ = ["Member", "grid_members", "random_members", "TaskSlice", "score_features"]
+__all__ = ["TaskResponses", "Member", "grid_members", "random_members", "TaskSlice",
+           "score_features"]
+
+
+@dataclass(frozen=True)
+class TaskResponses:
+    """One model's per-item results on one task (parallel lists)."""
+
+    item_ids: Sequence[str]
+    predictions: Sequence[int]
+    targets: Sequence[int]
+
+    @property
+    def scores(self) -> list[float]:
+        return [float(p == t) for p, t in zip(self.predictions, self.targets)]
+
+    @property
+    def accuracy(self) -> float:
+        scores = self.scores
+        return sum(scores) / len(scores) if scores else 0.0
+
+    def log_rows(self) -> list[dict[str, Any]]:
+        """One :mod:`merge3.eval_logs` record per item."""
+        return [{"item": item, "score": score, "prediction": int(pred), "target": int(target)}
+                for item, score, pred, target in zip(self.item_ids, self.scores,
+                                                     self.predictions, self.targets)]
 
 
 @dataclass
@@ -87,7 +111,7 @@ class TaskSlice:
 
 
 def score_features(feats: torch.Tensor, slices: Sequence[TaskSlice],
-                   heads: Mapping[str, Head]) -> dict[str, TaskResponses]:
+                   heads: Mapping[str, LinearProbe]) -> dict[str, TaskResponses]:
     """Apply each task's head to its rows of ``feats``: per-item predictions."""
     out = {}
     for part in slices:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from merge3.zoo.logs import read_log
+from merge3.eval_logs import read_log
 
 __all__ = ["compute_report", "format_report", "paired_bootstrap", "load_report"]
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from merge3.zoo.config import zoo_config
+from merge3.zoo.build_config import zoo_config
 from merge3.zoo.tasks import TASKS
 
 TASK_NAMES = zoo_config("test").tasks

@@ -95,8 +95,8 @@ def test_merge_state_runs_every_report_method(label: str) -> None:
 
 
 def test_the_cli_offers_every_zoo_size() -> None:
+    from merge3.zoo.build_config import SIZES
     from merge3.zoo.cli import ZOO_SIZES
-    from merge3.zoo.config import SIZES
 
     assert set(ZOO_SIZES) == set(SIZES)
 
@@ -140,12 +140,12 @@ def _tiny_bert() -> torch.nn.Module:
 
 @pytest.mark.parametrize("train_embeddings", [False, True])
 def test_finetune_freezes_word_embeddings_unless_asked(train_embeddings: bool) -> None:
-    from merge3.zoo.finetune import FinetuneConfig, Head, finetune
+    from merge3.zoo.finetune import FinetuneConfig, LinearProbe, finetune
 
     model = _tiny_bert()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ids = [[1, 5 + i % 7, 9, 2] for i in range(16)]
-    head = Head(torch.zeros(2, 16), torch.zeros(2))
+    head = LinearProbe(torch.zeros(2, 16), torch.zeros(2))
     cfg = FinetuneConfig(steps=3, batch_size=8, lr=1e-2, head_lr=1e-2,
                          train_word_embeddings=train_embeddings)
     finetune(model, head, ids, [i % 2 for i in range(16)], cfg)
@@ -160,7 +160,7 @@ def test_finetune_freezes_word_embeddings_unless_asked(train_embeddings: bool) -
 def test_per_task_finetuning_changes_and_seeds() -> None:
     from dataclasses import replace
 
-    from merge3.zoo.config import zoo_config
+    from merge3.zoo.build_config import zoo_config
 
     demo = zoo_config("demo")
     cfg = replace(demo, finetune_by_task={"word_order": {"lr": 3e-4, "steps": 120}})

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from merge3.zoo.encoder import Batches, features, load_encoder
-from merge3.zoo.finetune import FinetuneConfig, Head, finetune
+from merge3.zoo.finetune import FinetuneConfig, LinearProbe, finetune
 
 __all__ = ["init_worker", "features_job", "finetune_job", "merge_job"]
 
@@ -52,7 +52,7 @@ def finetune_job(
     task: str,
     input_ids: list[list[int]],
     labels: list[int],
-    probe: Head,
+    probe: LinearProbe,
     cfg: FinetuneConfig,
     snapshots: tuple[int, ...],
     out_dir: str,
@@ -66,7 +66,7 @@ def finetune_job(
     model = _load(_STATE["base"])
     snaps: dict[int, dict[str, Any]] = {}
 
-    def on_snapshot(step: int, m: torch.nn.Module, head: Head) -> None:
+    def on_snapshot(step: int, m: torch.nn.Module, head: LinearProbe) -> None:
         snaps[step] = {"head": head, "test": features(m, _STATE["eval"]["test"])}
 
     head = finetune(model, probe, input_ids, labels, cfg, snapshot_at=snapshots,

@@ -66,7 +66,7 @@ def _methods(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from merge3.demo import run_demo, run_merge_demo
+    from search.demo import run_demo, run_merge_demo  # an application on top: imported lazily
 
     if args.merges:
         return run_merge_demo(Path(args.out) / "merges", quiet=args.quiet)

@@ -6,9 +6,14 @@ import argparse
 import json
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from merge3.errors import RecipeError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from search.config import SearchConfig
 
 _SEARCH_EXAMPLE = textwrap.dedent("""\
     example:
@@ -33,6 +38,8 @@ _SEARCH_EXAMPLE = textwrap.dedent("""\
 
 def _search(args: argparse.Namespace) -> int:
     from search.config import load_config
+    from search.display import print_front
+    from search.portable import redact_credentials
     from search.run import run_search
 
     config = load_config(args.config)
@@ -43,9 +50,7 @@ def _search(args: argparse.Namespace) -> int:
     objectives = config.objective_tasks
     print(f"\n{outcome.evaluated} candidates evaluated ({outcome.failed} failed), "
           f"{outcome.item_evaluations} item evaluations this session")
-    _print_front(outcome.front, objectives)
-    from search.tracking import redact_credentials
-
+    print_front(outcome.front, objectives)
     uri = redact_credentials(outcome.tracking_uri)
     print(f"\nMLflow: mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
           f"  (experiment {outcome.experiment!r})")
@@ -53,122 +58,82 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_front(front: list[dict[str, Any]], objectives: list[str]) -> None:
-    """The front as a table that fits the terminal: accuracies in %, ± one s.e.
-
-    With many objectives the columns are T1, T2, ... (a legend follows) and each cell
-    puts its standard error on a second line.
-    """
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    labels, wide = task_labels(objectives, console.width)
-    table = Table(title="Pareto front: estimated accuracy % ± s.e., best mean first",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("trial", justify="right")
-    table.add_column("gen", justify="right")
-    for label in labels:
-        table.add_column(label, justify="right", no_wrap=True)
-    table.add_column("mean", justify="right", style="bold")
-    table.add_column("parents", justify="right", no_wrap=True)
-    joiner = "±" if wide else "\n[dim]±"
-    for row in sorted(front, key=lambda r: -r["mean_estimate"]):
-        table.add_row(str(row["trial"]), str(row["generation"]),
-                      *[f"{100 * row['values'][t]:.1f}{joiner}"
-                        f"{100 * row['stderr'].get(t, 0):.1f}" + ("" if wide else "[/dim]")
-                        for t in objectives],
-                      f"{100 * row['mean_estimate']:.1f}",
-                      ",".join(map(str, row["parents"] or [])) or "-")
-    console.print(table)
-    if not wide:
-        console.print(task_legend(labels, objectives), style="dim")
-
-
-def task_labels(objectives: list[str], width: int) -> tuple[list[str], bool]:
-    """Column labels for per-task tables: the task names when a ``width``-column terminal
-    fits them (True), else T1, T2, ... (False; print :func:`task_legend` below)."""
-    if sum(max(len(t), 8) + 3 for t in objectives) + 32 <= width:
-        return list(objectives), True
-    return [f"T{i}" for i in range(1, len(objectives) + 1)], False
-
-
-def task_legend(labels: list[str], objectives: list[str]) -> str:
-    return "  " + "; ".join(f"{label} {name}" for label, name in zip(labels, objectives))
-
-
-def _open(run_dir: Path):
+def _open(run_dir: Path) -> tuple[SearchConfig, optuna.Study]:
+    """The config and the study of a search's run directory."""
     import optuna
     import yaml
 
     from search.config import parse_config
-    from search.run import STATE_FILE
+    from search.rundir import RunState
 
-    if not (run_dir / STATE_FILE).exists():
+    state = RunState(run_dir)
+    if not state.started:
         raise RecipeError(f"{run_dir} holds no search.", fix="pass the run directory of a "
                           "`merge3 search` (it has search_state.json).")
-    config = parse_config(yaml.safe_load((run_dir / "config.yaml").read_text()),
-                          str(run_dir / "config.yaml"))
-    state = json.loads((run_dir / STATE_FILE).read_text())
+    if "config" in state.data:  # the resolved config the search ran with
+        config = parse_config(state.data["config"], str(state.path))
+    else:
+        config = parse_config(yaml.safe_load((run_dir / "config.yaml").read_text()),
+                              str(run_dir / "config.yaml"))
     storage = config.strategy.storage or f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=state.get("study", config.name), storage=storage)
+    study = optuna.load_study(study_name=state.data.get("study", config.name), storage=storage)
     return config, study
 
 
 def _pareto(args: argparse.Namespace) -> int:
-    from search.run import finished_records, front_of
+    from search.display import print_front
+    from search.records import finished_records, front_of
 
     config, study = _open(Path(args.run_dir))
     objectives = config.objective_tasks
     front = front_of(finished_records(study, objectives), objectives)
     if args.json:
-        print(json.dumps([{k: r[k] for k in ("trial", "generation", "values", "stderr",
-                                             "parents", "mean_estimate")} for r in front],
-                         indent=1))
+        keys = ("trial", "generation", "values", "stderr", "parents", "mean_estimate")
+        print(json.dumps([{k: r.to_json()[k] for k in keys} for r in front], indent=1))
     else:
-        _print_front(front, objectives)
+        print_front(front, objectives)
     return 0
-
-
-def _ancestry(records: dict[int, dict[str, Any]], trial: int) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    stack = [trial]
-    while stack:
-        number = stack.pop()
-        if str(number) in out or number not in records:
-            continue
-        parents = records[number]["parents"] or []
-        out[str(number)] = parents
-        stack.extend(parents)
-    return out
 
 
 def _export(args: argparse.Namespace) -> int:
     from merge3.merging import run_merge
+    from merge3.models import check_output_path, resolve_model
     from merge3.recipe import parse_recipe
-    from search.run import finished_records
+    from search.lineage import ancestry
+    from search.records import finished_records
 
     run_dir = Path(args.run_dir)
     config, study = _open(run_dir)
-    records = {r["trial"]: r for r in finished_records(study, config.objective_tasks)}
+    records = {r.number: r for r in finished_records(study, config.objective_tasks)}
     record = records.get(args.trial)
-    if record is None or record["state"] != "COMPLETE":
+    if record is None or not record.complete:
         raise RecipeError(f"Trial {args.trial} is not a finished candidate of {run_dir}.",
                           fix="pick a trial from `merge3 pareto RUN_DIR`.")
+    # the search's base, its experts and its run directory survive an export, with
+    # --overwrite too: later exports build on them
+    recipe = parse_recipe(record.recipe)
+    inputs = [m.model for m in recipe.models] + ([recipe.base_model] if recipe.base_model
+                                                 else [])
+    for reference in [config.base_model, *config.experts.values()]:
+        if reference:
+            try:
+                inputs.append(str(resolve_model(reference)))
+            except RecipeError:  # gone since: nothing there to protect
+                continue
+    check_output_path(args.out_dir, [*inputs, run_dir])
     manifest = {
         "format": "merge3-export-v1",
         "search": config.name,
         "trial": args.trial,
-        "recipe": record["recipe"],
-        "genome": record["genome"],
-        "estimates": record["values"],
-        "stderr": record["stderr"],
+        "recipe": record.recipe,
+        "genome": record.genome,
+        "estimates": record.estimates,
+        "stderr": record.stderr,
         "estimator": config.fitness.estimator,
-        "lineage": _ancestry(records, args.trial),
+        "lineage": {str(t): parents for t, parents in ancestry(records, [args.trial]).items()},
     }
-    out = run_merge(parse_recipe(record["recipe"]), args.out_dir, overwrite=args.overwrite,
+    out = run_merge(recipe, args.out_dir, overwrite=args.overwrite,
                     progress=not args.quiet)
     (out / "merge3_manifest.json").write_text(json.dumps(manifest, indent=1))
     print(f"exported trial {args.trial} -> {out}")

@@ -29,7 +29,7 @@ from merge3.genome import GeneGroup
 from merge3.recipe import read_yaml_mapping
 from merge3.registry import did_you_mean
 
-__all__ = ["SearchConfig", "load_config"]
+__all__ = ["SearchConfig", "EvaluationSpec", "load_config", "parse_config"]
 
 ESTIMATORS = ("full", "mean", "p-irt", "gp-irt", "mp-irt", "gmp-irt", "aipw")
 
@@ -39,12 +39,20 @@ class _Strict(BaseModel):
 
 
 class EvaluationSpec(_Strict):
-    backend: str = "hf"  # hf | vllm | "module:factory" for a custom evaluator
+    # a name in evaluators.backends.BACKENDS (hf, vllm, ...) or "module:factory"
+    backend: str = "hf"
     device: str = "auto"
     dtype: str = "float32"
     batch_size: int = Field(64, ge=1)
-    limit: int | None = Field(None, ge=1)  # at most this many items per task (full evals)
+    # evaluations that score every item (estimator: full, the front's full evaluation)
+    # score the first `limit` items of each task, as lm-eval's --limit (None: all)
+    limit: int | None = Field(None, ge=1)
     trust_remote_code: bool = False  # run Python code shipped in the model dir (auto_map)
+
+    def evaluator_options(self) -> dict[str, Any]:
+        """The keyword options every backend's evaluator is built with."""
+        return {"device": self.device, "dtype": self.dtype, "batch_size": self.batch_size,
+                "trust_remote_code": self.trust_remote_code}
 
 
 class FitnessSpec(_Strict):

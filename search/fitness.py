@@ -23,7 +23,7 @@ import numpy as np
 
 from merge3.errors import RecipeError
 
-__all__ = ["Fitness", "TaskScore", "expert_rows"]
+__all__ = ["Fitness", "TaskScore", "expert_rows", "full_accuracy", "strip_task"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def expert_rows(model_ids: list[str], experts: Mapping[str, str]) -> list[int]:
     return found
 
 
-def _strip_task(task: str, item_id: str) -> str:
+def strip_task(task: str, item_id: str) -> str:
+    """A bank's ``task/id`` as the task's own item id."""
     prefix = f"{task}/"
     return item_id[len(prefix):] if item_id.startswith(prefix) else item_id
 
@@ -59,15 +60,19 @@ class Fitness:
     def __init__(self, tasks: list[str], estimator: str = "mp-irt",
                  item_bank: str | None = None, anchors: int = 50,
                  anchor_method: str = "kmeans-irt", seed: int = 0,
-                 experts: Mapping[str, str] | None = None, rescore_items: int = 0) -> None:
+                 experts: Mapping[str, str] | None = None, rescore_items: int = 0,
+                 limit: Mapping[str, list[str]] | None = None) -> None:
         self.tasks = list(tasks)
         self.estimator = estimator
+        # task -> the items a full evaluation scores (`evaluation.limit`; absent: all)
+        self.limit = dict(limit or {})
         self.banks = {}
         self.prepared = {}
         self.anchor_sets = {}
         self.extended: dict = {}  # task -> AnchorEstimator on anchors + re-scoring items
         self.extra_items: dict[str, list[str]] = {}
         self.endpoints: dict[str, np.ndarray | None] = {}
+        self.bank_dirs: dict[str, str] = {}  # task -> the bank's directory
         if estimator == "full":
             return
         from irt import AnchorEstimator, extend_anchors, load_bank, select_anchors
@@ -81,6 +86,7 @@ class Fitness:
                     fix=f"put one bank per task in {root}/<task>/ (merge3 irt calibrate).",
                 )
             bank = load_bank(directory)
+            self.bank_dirs[task] = str(directory)
             anchor_set = select_anchors(bank, min(anchors, bank.n_items), anchor_method,
                                         seed=seed)
             self.banks[task] = bank
@@ -90,7 +96,7 @@ class Fitness:
                 wider = extend_anchors(bank, anchor_set, rescore_items)
                 self.extended[task] = AnchorEstimator(bank, wider)
                 have = set(anchor_set.item_ids)
-                self.extra_items[task] = [_strip_task(task, i) for i in wider.item_ids
+                self.extra_items[task] = [strip_task(task, i) for i in wider.item_ids
                                           if i not in have]
             found = expert_rows(list(bank.model_ids), experts or {})
             self.endpoints[task] = np.array([found]) if found else None
@@ -99,11 +105,15 @@ class Fitness:
                             "are %s", task, len(found), len(experts),
                             "those" if found else "the bank models nearest each candidate")
 
+    def full_items(self) -> dict[str, list[str] | None]:
+        """task -> the item ids a full evaluation scores (None: all of the task's items)."""
+        return {task: self.limit.get(task) for task in self.tasks}
+
     def items_for_candidate(self) -> dict[str, list[str] | None]:
         """task -> the item ids a candidate answers (None: all of the task's items)."""
         if self.estimator == "full":
-            return dict.fromkeys(self.tasks)
-        return {task: [_strip_task(task, i) for i in self.anchor_sets[task].item_ids]
+            return self.full_items()
+        return {task: [strip_task(task, i) for i in self.anchor_sets[task].item_ids]
                 for task in self.tasks}
 
     def rescore_items_for(self) -> dict[str, list[str]]:
@@ -125,7 +135,7 @@ class Fitness:
                 continue
             prepared = (self.extended if extended else self.prepared)[task]
             anchor_ids = prepared.anchors.item_ids
-            y = np.array([[answers.get(_strip_task(task, i), np.nan) for i in anchor_ids]],
+            y = np.array([[answers.get(strip_task(task, i), np.nan) for i in anchor_ids]],
                          dtype=float)
             y = np.where(np.isnan(y), np.nan, (y >= 0.5).astype(float))  # binary, as calibrated
             value, stderr = prepared.predict(
@@ -134,32 +144,31 @@ class Fitness:
             out[task] = TaskScore(float(value[0]), float(stderr[0]), len(anchor_ids))
         return out
 
+    def recalibrate(self, evaluated: Mapping[str, Mapping[str, Mapping[str, float]]],
+                    out_dir: Path) -> dict[str, Path]:
+        """Add fully evaluated candidates (model -> task -> item -> score) to every task's
+        bank, refit it warm-started (IRT recalibration), save it under ``out_dir/<task>``
+        and re-prepare the estimators on the same anchors; task -> saved bank."""
+        from irt import AnchorEstimator, ResponseMatrix, recalibrate, save_bank
+
+        saved = {}
+        for task, bank in self.banks.items():
+            models = [m for m in evaluated if task in evaluated[m]]
+            if not models:
+                continue
+            item_ids = list(bank.item_ids)
+            scores = np.array([[evaluated[m][task].get(strip_task(task, i), np.nan)
+                                for i in item_ids] for m in models], dtype=float)
+            new = ResponseMatrix(scores, tuple(models), tuple(item_ids), tuple(bank.item_tasks))
+            bank = recalibrate(bank, new)
+            self.banks[task] = bank
+            self.prepared[task] = AnchorEstimator(bank, self.anchor_sets[task])
+            if task in self.extended:
+                self.extended[task] = AnchorEstimator(bank, self.extended[task].anchors)
+            saved[task] = save_bank(bank, out_dir / task)
+        return saved
+
 
 def full_accuracy(responses: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """Plain accuracy per task from a full evaluation."""
     return {task: float(np.mean(list(answers.values()))) for task, answers in responses.items()}
-
-
-def recalibrate_banks(fitness: Fitness, evaluated: Mapping[str, Mapping[str, Mapping[str, float]]],
-                      out_dir: Path) -> dict[str, Path]:
-    """Add fully evaluated candidates (model -> task -> item -> score) to every task's
-    bank, refit warm-started (IRT recalibration), save the banks and re-prepare the
-    estimators on the same anchors."""
-    from irt import AnchorEstimator, ResponseMatrix, recalibrate, save_bank
-
-    saved = {}
-    for task, bank in fitness.banks.items():
-        models = [m for m in evaluated if task in evaluated[m]]
-        if not models:
-            continue
-        item_ids = list(bank.item_ids)
-        scores = np.array([[evaluated[m][task].get(_strip_task(task, i), np.nan)
-                            for i in item_ids] for m in models], dtype=float)
-        new = ResponseMatrix(scores, tuple(models), tuple(item_ids), tuple(bank.item_tasks))
-        bank = recalibrate(bank, new)
-        fitness.banks[task] = bank
-        fitness.prepared[task] = AnchorEstimator(bank, fitness.anchor_sets[task])
-        if task in fitness.extended:
-            fitness.extended[task] = AnchorEstimator(bank, fitness.extended[task].anchors)
-        saved[task] = save_bank(bank, out_dir / task)
-    return saved

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from search.records import TrialRecord
 
 __all__ = ["pareto_mask", "hypervolume", "plot_front", "front_table", "close_call"]
 
@@ -42,25 +46,37 @@ def close_call(values: Sequence[float], stderr: Sequence[float], front: np.ndarr
 
 
 def hypervolume(values: np.ndarray, reference: Sequence[float] | None = None) -> float:
-    """Volume dominated by ``values`` above ``reference`` (default: the origin)."""
-    import optuna._hypervolume as hv
+    """Volume dominated by ``values`` (n × m) above ``reference`` (default: the origin).
 
+    Exact, by slicing (HSO, While et al. 2006): sorted by the last objective, each slab
+    between two consecutive levels contributes its height times the (m−1)-dimensional
+    volume of the points above it. O(n^m): fronts of a search are small.
+    """
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
         return 0.0
     ref = np.zeros(values.shape[1]) if reference is None else np.asarray(reference, float)
-    # optuna computes the hypervolume for minimisation: negate.
-    return float(hv.compute_hypervolume(-values, -ref))
+    return _slices(np.maximum(values - ref, 0.0))
 
 
-def front_table(rows: list[dict], objectives: list[str]) -> str:
-    """A markdown table of front members (``rows``: trial, estimates, stderr)."""
+def _slices(points: np.ndarray) -> float:
+    if points.shape[1] == 1:
+        return float(points[:, 0].max())
+    points = points[np.argsort(-points[:, -1], kind="stable")]
+    levels = np.append(points[1:, -1], 0.0)
+    return float(sum((points[i, -1] - levels[i]) * _slices(points[: i + 1, :-1])
+                     for i in range(len(points)) if points[i, -1] > levels[i]))
+
+
+def front_table(rows: Sequence[TrialRecord], objectives: list[str]) -> str:
+    """A markdown table of front members: trial, generation, estimate ± s.e., mean."""
     head = "| trial | generation | " + " | ".join(objectives) + " | mean |"
     lines = [head, "|" + "---|" * (len(objectives) + 3)]
     for row in rows:
-        cells = [f"{row['values'][t]:.3f} ± {row['stderr'].get(t, 0):.3f}" for t in objectives]
-        mean = np.mean([row["values"][t] for t in objectives])
-        lines.append(f"| {row['trial']} | {row.get('generation', '')} | " + " | ".join(cells)
+        cells = [f"{row.estimates[t]:.3f} ± {row.stderr.get(t, 0):.3f}" for t in objectives]
+        mean = np.mean([row.estimates[t] for t in objectives])
+        generation = "" if row.generation is None else row.generation
+        lines.append(f"| {row.number} | {generation} | " + " | ".join(cells)
                      + f" | {mean:.3f} |")
     return "\n".join(lines)
 

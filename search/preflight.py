@@ -16,14 +16,9 @@ from merge3.checkpoints import Checkpoint
 from merge3.errors import RecipeError
 from merge3.executor import check_finite
 from merge3.merging import check_compatible
+from search.fitness import strip_task
 
-__all__ = ["check_models", "check_banks", "strip_task"]
-
-
-def strip_task(task: str, item_id: str) -> str:
-    """A bank's ``task/id`` as the task's own item id."""
-    prefix = f"{task}/"
-    return item_id[len(prefix):] if item_id.startswith(prefix) else item_id
+__all__ = ["check_models", "check_banks"]
 
 
 def check_models(base: str | None, experts: Mapping[str, str], *,

@@ -22,9 +22,11 @@ from typing import Any
 
 from merge3.errors import RecipeError
 
-__all__ = ["RunDirLock", "RunDirBusyError", "check_resume", "config_changes", "RESUMABLE"]
+__all__ = ["RunDirLock", "RunDirBusyError", "RunState", "check_resume", "config_changes",
+           "RESUMABLE", "STATE_FILE"]
 
 LOCK_FILE = ".lock"
+STATE_FILE = "search_state.json"
 
 # Keys (dotted) whose change keeps a resumed study meaningful: how long or where it runs,
 # not what it searches or how candidates are scored.
@@ -169,3 +171,34 @@ def check_resume(stored: Mapping[str, Any], given: Mapping[str, Any], run_dir: P
             fix="resume with at least the stored number of generations (a finished "
                 "generation cannot be taken back), or start a new run directory.")
     return changes
+
+
+class RunState:
+    """The run directory's small JSON state, ``search_state.json``: the study name, the
+    MLflow parent run id, the generations whose boundary work is done, and the resolved
+    config the search started with (what ``--resume`` is compared with)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / STATE_FILE
+        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    @property
+    def started(self) -> bool:
+        """Whether the directory holds a search."""
+        return bool(self.data)
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        os.replace(tmp, self.path)
+
+    def check_start(self, resume: bool) -> None:
+        """Refuse a new search where one was started, and a resume where none was."""
+        run_dir = self.path.parent
+        if self.started and not resume:
+            raise RecipeError(f"{run_dir} already holds a search.",
+                              fix="pass --resume to continue it, or choose another run "
+                                  "directory.")
+        if resume and not self.started:
+            raise RecipeError(f"{run_dir} holds no search to resume.",
+                              fix="start it without --resume.")

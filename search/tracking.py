@@ -16,31 +16,19 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from merge3.errors import Merge3Error
 from search.faults import kill_point
+from search.portable import redact_credentials
+from search.records import TrialRecord
 
-__all__ = ["Tracker", "TrackingError", "redact_credentials"]
+__all__ = ["Tracker", "TrackingError"]
 
 log = logging.getLogger("merge3.search")
-
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][\w+.-]*://)(?P<userinfo>[^/\s@'\"]+)@")
-
-
-def redact_credentials(text: str) -> str:
-    """``text`` with the credentials of every URL replaced by ``***`` (``user:***@`` for
-    ``user:password@``, ``***@`` for a bare token): tracking and storage URIs may carry
-    them, and logs and artifacts must not."""
-    def redact(match: re.Match[str]) -> str:
-        user, colon, _ = match["userinfo"].partition(":")
-        return f"{match['scheme']}{user + ':' if colon else ''}***@"
-
-    return _USERINFO.sub(redact, text)
 
 
 class TrackingError(Merge3Error):
@@ -185,9 +173,9 @@ class Tracker:
     def run_id(self, trial: int) -> str | None:
         return self._trial_runs.get(trial)
 
-    def log_candidate(self, record: dict[str, Any]) -> None:
-        """Log one finished or failed candidate (a dict built from its Optuna trial)."""
-        trial = int(record["trial"])
+    def log_candidate(self, record: TrialRecord) -> None:
+        """Log one finished or failed candidate (idempotent: once per trial)."""
+        trial = record.number
         if trial in self._trial_runs:
             return
 
@@ -203,39 +191,50 @@ class Tracker:
                 self._find_trial_run(trial) if retried[0] else None)
             retried[0] = True
 
-            parents = record.get("parents") or []
+            parents = list(record.parents)
             tags = {
                 "mlflow.parentRunId": self.parent_run_id,
                 "merge3.trial": str(trial),
-                "merge3.generation": str(record.get("generation", "")),
+                "merge3.generation": "" if record.generation is None else str(record.generation),
                 "merge3.parents": json.dumps(parents),
                 "merge3.parent_runs": json.dumps(
                     [self._trial_runs.get(p, "") for p in parents]),
-                "merge3.worker": str(record.get("worker", "")),
+                "merge3.worker": record.worker,
             }
-            if record.get("failures"):
-                tags["merge3.failed_attempts"] = json.dumps(record["failures"])[:5000]
-            if record.get("error"):
-                tags["merge3.error"] = str(record["error"])[:500]
+            if record.failures:
+                tags["merge3.failed_attempts"] = json.dumps(list(record.failures))[:5000]
+            if record.error:
+                tags["merge3.error"] = str(record.error)[:500]
             run_id = existing or self.client.create_run(
                 self.experiment_id, run_name=f"trial-{trial}", tags=tags).info.run_id
             kill_point("log")
             now = int(time.time() * 1000)
-            metrics = [Metric(f"est/{k}", float(v), now, 0)
-                       for k, v in record.get("values", {}).items()]
+            metrics = [Metric(f"est/{k}", float(v), now, 0) for k, v in record.estimates.items()]
             metrics += [Metric(f"stderr/{k}", float(v), now, 0)
-                        for k, v in record.get("stderr", {}).items()]
+                        for k, v in record.stderr.items()]
             for key in ("items_evaluated", "wall_seconds", "mean_estimate"):
-                if record.get(key) is not None:
-                    metrics.append(Metric(key, float(record[key]), now, 0))
-            self.client.log_batch(run_id, metrics=metrics,
-                                  params=_params(record.get("genome", {})),
-                                  tags=[RunTag("merge3.state", record.get("state", ""))])
-            status = "FAILED" if record.get("state") == "FAIL" else "FINISHED"
+                value = getattr(record, key)
+                if value is not None:
+                    metrics.append(Metric(key, float(value), now, 0))
+            self.client.log_batch(run_id, metrics=metrics, params=_params(record.genome),
+                                  tags=[RunTag("merge3.state", record.state)])
+            status = "FAILED" if record.state == "FAIL" else "FINISHED"
             self.client.set_terminated(run_id, status=status)
             self._trial_runs[trial] = run_id
 
         self._call(action)
+
+    def log_trial_metrics(self, trial: int, metrics: Mapping[str, float]) -> bool:
+        """Add ``metrics`` to the run of candidate ``trial`` (False: it has no run yet)."""
+        run_id = self._trial_runs.get(trial)
+        if run_id is None:
+            return False
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._call(lambda: self.client.log_batch(run_id, metrics=[
+            Metric(k, float(v), now, 0) for k, v in metrics.items()]))
+        return True
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._call(lambda: self.client.log_artifact(self.parent_run_id, str(path),

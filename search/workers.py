@@ -9,32 +9,42 @@ hung actor is replaced), and reports candidates that failed every attempt.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["WorkerSpec", "CandidateWorker", "WorkerPool", "CandidateResult", "init_ray"]
+from search.config import EvaluationSpec
+
+if TYPE_CHECKING:
+    from evaluators.protocol import Evaluator
+
+__all__ = ["WorkerSpec", "CandidateWorker", "WorkerPool", "CandidateResult", "init_ray",
+           "default_worker_count"]
 
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What every worker loads: resolved model directories and task files."""
+    """What every worker loads: resolved model directories, task files, and the config's
+    ``evaluation`` section (backend and its options)."""
 
-    base_model: str
+    base_model: str  # the model the evaluator is built on (the base, else the first expert)
     experts: dict[str, str]  # expert name -> model dir (recipe order)
     tasks: dict[str, str]  # task name -> task YAML
-    backend: str = "hf"
-    device: str = "auto"
-    dtype: str = "float32"
-    batch_size: int = 64
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     threads: int = 1
     fault: Mapping[str, Any] | None = None
-    trust_remote_code: bool = False  # run code shipped in the model directory (auto_map)
+
+    def make_evaluator(self) -> Evaluator:
+        """The resident evaluator: the backend registry's entry for
+        ``evaluation.backend`` (a name, or ``module:factory``) built on the base model."""
+        from evaluators.backends import make_evaluator
+
+        return make_evaluator(self.evaluation.backend, self.base_model,
+                              **self.evaluation.evaluator_options())
 
 
 @dataclass
@@ -53,23 +63,6 @@ class CandidateResult:
     @property
     def items_evaluated(self) -> int:
         return sum(len(v) for v in self.responses.values())
-
-
-def make_evaluator(spec: WorkerSpec):
-    """The resident evaluator for ``spec.backend`` (``hf``, ``vllm`` or ``module:factory``)."""
-    if spec.backend == "hf":
-        from evaluators.hf import HFEvaluator
-
-        return HFEvaluator(spec.base_model, device=spec.device, dtype=spec.dtype,
-                           batch_size=spec.batch_size, trust_remote_code=spec.trust_remote_code)
-    if spec.backend == "vllm":
-        from evaluators.vllm_backend import VLLMEvaluator
-
-        return VLLMEvaluator(spec.base_model, dtype=spec.dtype,
-                             trust_remote_code=spec.trust_remote_code)
-    module_name, _, attr = spec.backend.partition(":")
-    factory = getattr(importlib.import_module(module_name), attr)
-    return factory(spec)
 
 
 class CandidateWorker:
@@ -97,7 +90,7 @@ class CandidateWorker:
             base.state_dict(), [Checkpoint(p).state_dict() for p in spec.experts.values()],
             num_layers=base.num_layers(),
         )
-        self.evaluator = make_evaluator(spec)
+        self.evaluator = spec.make_evaluator()
         self.items = {}
         for task, path in spec.tasks.items():
             loaded = load_task(path)
@@ -236,3 +229,12 @@ class WorkerPool:
         for actor in self.actors:
             self._ray.kill(actor, no_restart=True)
         self.actors = []
+
+
+def default_worker_count(gpus: float, cpus: float) -> int:
+    """One worker per GPU when workers take GPUs, else one per ``cpus`` cores."""
+    if gpus:
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    return max(1, int((os.cpu_count() or 1) // max(cpus, 1)))

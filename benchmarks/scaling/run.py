@@ -104,13 +104,13 @@ def machine_parallelism(workers: int, iterations: int = 3000) -> dict[str, float
 def candidates(anchors: int, count: int, seed: int, zoo_size: str = "demo"
                ) -> tuple[Any, list[dict[str, Any]], dict[str, list[str]]]:
     """The worker spec, ``count`` random candidate recipes, and the anchor items."""
-    from merge3.demo import calibrate_zoo_banks, demo_search_config
     from merge3.genome import Genome
     from merge3.models import resolve_model
     from merge3.zoo.build import build_zoo
     from search.config import parse_config
+    from search.demo import calibrate_zoo_banks, demo_search_config
     from search.fitness import Fitness
-    from search.run import _resolve_task
+    from search.prepare import resolve_task
     from search.workers import WorkerSpec
 
     zoo_dir = build_zoo(zoo_size, progress=False)
@@ -119,7 +119,7 @@ def candidates(anchors: int, count: int, seed: int, zoo_size: str = "demo"
                                              generations=1, anchors=anchors, workers=1))
     base = str(resolve_model(config.base_model))
     experts = {k: str(resolve_model(v)) for k, v in config.experts.items()}
-    tasks = {k: _resolve_task(v) for k, v in config.tasks.items()}
+    tasks = {k: resolve_task(v) for k, v in config.tasks.items()}
     genome = Genome(config.method, experts, config.genome, base_model=base)
     fitness = Fitness(list(tasks), config.fitness.estimator, config.fitness.item_bank,
                       anchors, config.fitness.anchor_method, config.fitness.seed)

@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchors", default="20,50")
     parser.add_argument("--tasks", default="word_order,text_source")
     args = parser.parse_args(argv)
-    from merge3.demo import calibrate_zoo_banks
     from merge3.zoo.build import build_zoo
+    from search.demo import calibrate_zoo_banks
     from search.fitness import Fitness
 
     zoo_dir = build_zoo("demo", progress=False)

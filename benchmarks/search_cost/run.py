@@ -711,8 +711,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from search.demo import calibrate_zoo_banks
     from merge3.zoo.build import build_zoo
+    from search.demo import calibrate_zoo_banks
 
     zoo_dir = build_zoo(args.zoo_size, progress=False)
     banks = calibrate_zoo_banks(zoo_dir, quiet=True)

@@ -123,7 +123,8 @@ def test_search_refuses_a_base_with_model_code(custom_code_model, search_setting
 def test_the_flag_reaches_transformers(custom_code_model, search_setting, tmp_path):
     """With --trust-remote-code the model's own class is built (its file ran) and, being
     BERT underneath, it scores every item exactly as the plain base does."""
-    from search.workers import WorkerSpec, make_evaluator
+    from search.config import EvaluationSpec
+    from search.workers import WorkerSpec
 
     model, marker = custom_code_model
     task = search_setting["tasks"]["alpha"]
@@ -136,8 +137,9 @@ def test_the_flag_reaches_transformers(custom_code_model, search_setting, tmp_pa
     assert [(json.loads(x)["item"], json.loads(x)["prediction"]) for x in custom] == [
         (json.loads(x)["item"], json.loads(x)["prediction"]) for x in plain]
     # the search's workers get it from `evaluation.trust_remote_code`
-    spec = WorkerSpec(str(model), {}, {}, device="cpu", trust_remote_code=True)
-    assert type(make_evaluator(spec).model).__name__ == "CustomBertModel"
+    spec = WorkerSpec(str(model), {}, {},
+                      evaluation=EvaluationSpec(device="cpu", trust_remote_code=True))
+    assert type(spec.make_evaluator().model).__name__ == "CustomBertModel"
 
 
 def _library_calls() -> list[tuple[str, ast.Call]]:

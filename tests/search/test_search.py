@@ -49,7 +49,7 @@ def test_search_completes_despite_failing_candidates(finished_search):
     states = {t.number: t.state.name for t in study.trials}
     assert states[1] == "FAIL" and "injected fault" in study.trials[1].user_attrs["error"]
     assert sum(s == "COMPLETE" for s in states.values()) == 11
-    assert outcome.front and all(0.0 <= r["values"]["alpha"] <= 1.0 for r in outcome.front)
+    assert outcome.front and all(0.0 <= r.estimates["alpha"] <= 1.0 for r in outcome.front)
     assert (run_dir / "fronts" / "lineage.png").exists()
     assert (run_dir / "fronts" / "front_gen002.png").exists()
 
@@ -104,12 +104,12 @@ def test_pareto_and_export(finished_search, tmp_path, capsys, search_setting):
     _, run_dir, outcome = finished_search
     assert main(["pareto", str(run_dir), "--json"]) == 0
     front = json.loads(capsys.readouterr().out)
-    assert {r["trial"] for r in front} == {r["trial"] for r in outcome.front}
+    assert {r["trial"] for r in front} == {r.number for r in outcome.front}
     assert main(["pareto", str(run_dir)]) == 0  # the table a terminal user sees
     table = capsys.readouterr().out
     assert "Pareto front" in table and "alpha" in table and "beta" in table
     for row in outcome.front:
-        assert f"{100 * row['values']['alpha']:.1f}±{100 * row['stderr']['alpha']:.1f}" in table
+        assert f"{100 * row.estimates['alpha']:.1f}±{100 * row.stderr['alpha']:.1f}" in table
     member = front[0]["trial"]
     out = tmp_path / "exported"
     assert main(["export", str(run_dir), "--trial", str(member), str(out), "-q"]) == 0

@@ -54,7 +54,8 @@ def main(mode: str, config_path: str, run_dir: str) -> dict:
     from ray.cluster_utils import Cluster
 
     from search.config import parse_config
-    from search.run import finished_records, run_search
+    from search.records import finished_records
+    from search.run import run_search
     from search.strategy import make_sampler, open_study
 
     config = json.loads(Path(config_path).read_text())
@@ -103,8 +104,8 @@ def main(mode: str, config_path: str, run_dir: str) -> dict:
             records = finished_records(study, list(config["tasks"]))
             summary.update(
                 evaluated=outcome.evaluated, failed=outcome.failed,
-                worker_nodes=sorted({r["worker"].rpartition("@")[2] for r in records
-                                     if r["state"] == "COMPLETE"}))
+                worker_nodes=sorted({r.worker.rpartition("@")[2] for r in records
+                                     if r.complete}))
         return summary
     finally:
         ray.shutdown()

@@ -74,7 +74,7 @@ def tracked_search(chromium, search_setting, ray_local, tmp_path_factory):
         assert sorted(trials) == list(range(POPULATION * GENERATIONS))
         yield SimpleNamespace(url=url, experiment_id=experiment.experiment_id,
                               parent_run_id=outcome.parent_run_id, trials=trials,
-                              front=sorted(r["trial"] for r in outcome.front))
+                              front=sorted(r.number for r in outcome.front))
     finally:
         stop_mlflow(server)
 

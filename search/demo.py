@@ -11,6 +11,9 @@
 
 ``merge3 demo --merges`` runs the earlier demo instead: every merge method on a small
 family of generated Llama checkpoints.
+
+This is an application on top of the packages (merge3, irt, evaluators, search), so it
+lives here and not in the merge library; ``merge3 demo`` imports it when run.
 """
 
 from __future__ import annotations
@@ -82,9 +85,10 @@ def demo_search_config(zoo_dir: Path, banks: Path, *, size: str, population: int
 def run_demo(out: Path, *, quiet: bool = False, size: str = "demo", population: int = 12,
              generations: int = 6, anchors: int = 30, workers: int = 2) -> int:
     from merge3.zoo.build import build_zoo
-    from search.cli import _print_front
     from search.config import parse_config
+    from search.display import print_front
     from search.run import run_search
+    from search.rundir import RunState
 
     console = Console(quiet=quiet)
     started = time.perf_counter()
@@ -93,7 +97,7 @@ def run_demo(out: Path, *, quiet: bool = False, size: str = "demo", population: 
     config = demo_search_config(zoo_dir, banks, size=size, population=population,
                                 generations=generations, anchors=anchors, workers=workers)
     run_dir = out / config["name"]
-    resume = (run_dir / "search_state.json").exists()
+    resume = RunState(run_dir).started
     console.print(f"searching TSV-M merges of {len(config['experts'])} experts: "
                   f"{population} × {generations} candidates, {anchors} anchors per task"
                   + (" (resuming)" if resume else ""))
@@ -102,7 +106,7 @@ def run_demo(out: Path, *, quiet: bool = False, size: str = "demo", population: 
                          progress=not quiet, config_text=text)
     objectives = list(config["tasks"])
     if not quiet:
-        _print_front(outcome.front, objectives)
+        print_front(outcome.front, objectives)
         _print_references(console, zoo_dir, objectives)
     console.print(f"\n{outcome.evaluated} candidates, {outcome.item_evaluations} item "
                   f"evaluations, {time.perf_counter() - started:.0f} s in all.")
@@ -123,7 +127,7 @@ def _print_references(console: Console, zoo_dir: Path, objectives: list[str]) ->
              for name, entry in report.get("merges", {}).items()]
     from rich import box
 
-    from search.cli import task_labels, task_legend
+    from search.display import task_labels, task_legend
 
     labels, wide = task_labels(objectives, console.width)
     table = Table(title="the zoo's experts and fixed-coefficient merges: true test accuracy %",

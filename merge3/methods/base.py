@@ -58,6 +58,9 @@ class MergeMethod:
     wants_name: bool = False
     masks: bool = False  # may drop entries: a NaN in an input need not reach the output
     align: str | None = None  # whole-model alignment run before the per-tensor merge
+    # The base, where given, is merged as one more input (karcher, as in mergekit, where the
+    # method has no base): a slice whose sources leave it out merges without it.
+    base_is_input: bool = False
     elementwise: bool = False  # each output entry depends on the same entry of the inputs
     # Genome-independent work (e.g. TSV-M's orthogonalised factors): computed from the
     # inputs and the global parameters it names, passed to ``func`` as ``precomputed``.
@@ -123,6 +126,7 @@ def merge_method(
     max_models: int | None = None,
     masks: bool = False,
     align: str | None = None,
+    base_is_input: bool = False,
     elementwise: bool = False,
     precompute: Callable[..., Any] | None = None,
     ranges: dict[str, tuple[float | None, float | None]] | None = None,
@@ -180,6 +184,7 @@ def merge_method(
                 wants_name="name" in signature.parameters,
                 masks=masks,
                 align=align,
+                base_is_input=base_is_input,
                 elementwise=elementwise,
                 precompute=precompute,
                 precompute_params=precompute_params,

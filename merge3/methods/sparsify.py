@@ -69,6 +69,7 @@ class Trim:
 
     keep: torch.Tensor | None = None  # bool, like the task vector (None: all entries)
     divisor: float | None = None  # DARE's rescaling 1/(1 − p) as a division by density
+    scale: torch.Tensor | None = None  # DELLA's L1 rescaling (a 0-d multiplier)
 
     def apply(self, delta: torch.Tensor) -> torch.Tensor:
         """``delta`` trimmed in place (the same operations, in the same order, each time)."""
@@ -76,6 +77,8 @@ class Trim:
             delta.mul_(self.keep)
         if self.divisor is not None:
             delta.div_(self.divisor)
+        if self.scale is not None:
+            delta.mul_(self.scale)
         return delta
 
 

@@ -18,7 +18,7 @@ EXPERTS = ("expert_1", "expert_2", "expert_3")
 
 def _recipe(method_name: str, family: dict) -> dict:
     method = get_method(method_name)
-    count = 1 if method.max_models == 1 else (2 if method.align else 3)
+    count = min(2 if method.align else 3, method.max_models or 3)  # nuslerp takes 2
     models = []
     for i, key in enumerate(EXPERTS[:count]):
         params = {}

@@ -29,7 +29,7 @@ from merge3.registry import did_you_mean
 from merge3.task_vectors import layer_index
 
 __all__ = ["MergeJob", "MergeCache", "StateDict", "TensorSource", "merge_job", "merge_tensor",
-           "merge_model", "check_parameters", "check_finite", "layer_position",
+           "merge_model", "check_parameters", "check_settings", "check_finite", "layer_position",
            "tensor_generator", "count_layers"]
 
 # Elementwise methods merge big tensors in slices of this many elements, so the float32
@@ -94,21 +94,27 @@ class MergeJob:
 
 
 def check_parameters(recipe: Recipe, method: MergeMethod) -> None:
-    known = method.parameter_names
-    places = [("parameters", recipe.parameters)] + [
-        (f"models[{i}].parameters", m.parameters) for i, m in enumerate(recipe.models)
-    ]
-    for where, params in places:
-        allowed = known if where == "parameters" else set(method.per_model)
-        for key, setting in params.items():
-            if key not in allowed:
-                choices = sorted(allowed) or ["(none)"]
-                raise RecipeError(
-                    f"{where}: {method.name} has no parameter {key!r}."
-                    f"{did_you_mean(key, choices)}",
-                    fix=f"{method.name} takes: {', '.join(choices)} (see `merge3 methods`).",
-                )
-            _check_range(method, where, key, setting)
+    """Every parameter the recipe sets exists for ``method`` (per-model ones on the models)
+    and lies in its valid range."""
+    check_settings(method, "parameters", recipe.parameters, method.parameter_names)
+    for i, entry in enumerate(recipe.models):
+        check_settings(method, f"models[{i}].parameters", entry.parameters,
+                       set(method.per_model))
+
+
+def check_settings(method: MergeMethod, where: str, params: Mapping[str, Any],
+                   allowed: set[str]) -> None:
+    """Refuse a parameter of ``params`` (found at ``where`` in the recipe) that is not in
+    ``allowed``, with a "did you mean", or whose value is outside the method's range."""
+    for key, setting in params.items():
+        if key not in allowed:
+            choices = sorted(allowed) or ["(none)"]
+            raise RecipeError(
+                f"{where}: {method.name} has no parameter {key!r}."
+                f"{did_you_mean(key, choices)}",
+                fix=f"{method.name} takes: {', '.join(choices)} (see `merge3 methods`).",
+            )
+        _check_range(method, where, key, setting)
 
 
 def _numbers(setting: Any) -> Iterator[Any]:

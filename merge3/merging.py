@@ -23,13 +23,18 @@ from merge3.executor import MergeJob, check_parameters, count_layers, merge_job,
 from merge3.methods import MergeMethod, get_method
 from merge3.models import check_output_path, resolve_model
 from merge3.recipe import Recipe
+from merge3.slices import SlicePlan, merge_slices, plan_slices, whole_model_recipe
 
 __all__ = ["MergePlan", "plan_merge", "run_merge", "check_compatible"]
 
 
 @dataclass
 class MergePlan:
-    """A validated merge: the method, opened checkpoints and per-model parameter settings."""
+    """A validated merge: the method, opened checkpoints and per-model parameter settings.
+
+    For a recipe whose ``slices`` cut layers, ``slices`` is the output plan (which source
+    tensors each output tensor is merged from) and ``inputs`` every model it reads.
+    """
 
     recipe: Recipe
     method: MergeMethod
@@ -37,6 +42,7 @@ class MergePlan:
     inputs: list[Checkpoint]
     job: MergeJob
     names: list[str]
+    slices: SlicePlan | None = None
 
     @property
     def reference(self) -> Checkpoint:
@@ -47,12 +53,18 @@ def plan_merge(recipe: Recipe, *, allow_pickle: bool = False) -> MergePlan:
     """Validate a recipe against its models (all checks that need no tensor data)."""
     method = get_method(recipe.merge_method)
     check_parameters(recipe, method)
-    if method.base == "required" and not recipe.base_model:
-        raise RecipeError(f"{method.name} needs a base model.",
-                          fix="add `base_model: <path>` to the recipe.")
 
     def open_ckpt(reference: str) -> Checkpoint:
         return Checkpoint(resolve_model(reference), allow_pickle=allow_pickle)
+
+    if recipe.slices is not None:
+        whole = whole_model_recipe(recipe, method, open_ckpt)
+        if whole is None:
+            return _plan_slices(recipe, method, open_ckpt)
+        recipe = whole
+    if method.base == "required" and not recipe.base_model:
+        raise RecipeError(f"{method.name} needs a base model.",
+                          fix="add `base_model: <path>` to the recipe.")
 
     base = open_ckpt(recipe.base_model) if recipe.base_model else None
     entries = list(recipe.models)
@@ -74,6 +86,16 @@ def plan_merge(recipe: Recipe, *, allow_pickle: bool = False) -> MergePlan:
     job = merge_job(recipe, entries=entries, num_layers=num_layers,
                     out_dtype=out_dtype)
     return MergePlan(recipe, method, base, inputs, job, reference.names())
+
+
+def _plan_slices(recipe: Recipe, method: MergeMethod,
+                 open_ckpt: Callable[[str], Checkpoint]) -> MergePlan:
+    """The plan of a recipe whose slices cut layers (a frankenmerge): merge3.slices."""
+    plan = plan_slices(recipe, method, open_ckpt)
+    base = open_ckpt(recipe.base_model) if recipe.base_model else None
+    out_dtype = DTYPES[recipe.output_dtype] if recipe.output_dtype else None
+    job = MergeJob(method, [], {}, plan.num_layers, recipe.seed, out_dtype)
+    return MergePlan(recipe, method, base, plan.checkpoints, job, plan.names, slices=plan)
 
 
 def check_compatible(reference: Checkpoint, others: list[Checkpoint]) -> None:
@@ -136,14 +158,21 @@ def run_merge(
                  disable=not progress)
     with CheckpointWriter(out_dir, max_shard_bytes=parse_size(out_shard_size),
                           overwrite=overwrite) as writer:
-        for name, tensor in merge_model(plan.job, plan.base, plan.inputs, names,
-                                        device=device, on_tensor=on_tensor):
-            writer.add(name, tensor.cpu())
-        updates = {}
+        if plan.slices is not None:
+            merged = merge_slices(plan.slices, plan.method, seed=plan.job.seed,
+                                  out_dtype=plan.job.out_dtype, device=device,
+                                  on_tensor=on_tensor)
+            for _, (name, tensor) in zip(names, merged):  # names: the progress bar
+                writer.add(name, tensor.cpu())
+        else:
+            for name, tensor in merge_model(plan.job, plan.base, plan.inputs, names,
+                                            device=device, on_tensor=on_tensor):
+                writer.add(name, tensor.cpu())
+        updates = dict(plan.slices.config_updates) if plan.slices is not None else {}
         if plan.job.out_dtype is not None:
             dtype_name = str(plan.job.out_dtype).removeprefix("torch.")
             keys = [k for k in ("dtype", "torch_dtype") if k in reference.config] or ["dtype"]
-            updates = dict.fromkeys(keys, dtype_name)
+            updates.update(dict.fromkeys(keys, dtype_name))
         recipe_text = yaml.safe_dump(recipe.model_dump(exclude_none=True, exclude_defaults=True),
                                      sort_keys=False)
         return writer.finish(

@@ -14,6 +14,16 @@ A parameter value is a scalar, a list of numbers interpolated across the layers 
 mergekit's gradients: layer i of L takes t = i/(L−1); tensors outside the layers take
 t = 0), or a list of ``{filter: substring, value: ...}`` where the first filter found
 in the tensor's name wins (``filter`` omitted or ``"*"`` matches everything).
+
+Instead of ``models``, mergekit's ``slices`` stack layer ranges of models (frankenmerges,
+usually with ``passthrough``); each slice merges its sources' layers with the method:
+
+    merge_method: passthrough
+    slices:
+      - sources: [{model: path/to/a, layer_range: [0, 24]}]
+      - sources: [{model: path/to/b, layer_range: [8, 32]}]
+
+Gradients then run across each slice's own layers (see :mod:`merge3.slices`).
 """
 
 from __future__ import annotations
@@ -51,15 +61,47 @@ class ModelEntry(BaseModel):
 
 
 class SliceSource(BaseModel):
+    """One model's layers [start, end) in an output slice (mergekit's InputSliceDefinition)."""
+
     model_config = ConfigDict(extra="forbid")
     model: str
     layer_range: tuple[int, int]
     parameters: dict[str, ParameterSetting] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _range(self) -> SliceSource:
+        start, end = self.layer_range
+        if start < 0 or end < start:
+            raise ValueError(f"layer_range [{start}, {end}] of {self.model} must satisfy "
+                             "0 <= start <= end (layers start..end-1)")
+        return self
+
 
 class Slice(BaseModel):
+    """Output layers built from the same number of layers of each source, merged by the
+    recipe's method (mergekit's OutputSliceDefinition). ``parameters`` sit between the
+    sources' and the recipe's; ``residual_weight`` is accepted and, as in mergekit 0.1.5,
+    changes nothing."""
+
     model_config = ConfigDict(extra="forbid")
-    sources: list[SliceSource]
+    sources: list[SliceSource] = Field(min_length=1)
+    base_model: str | None = None
+    parameters: dict[str, ParameterSetting] = Field(default_factory=dict)
+    residual_weight: float | None = None
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Slice:
+        lengths = {s.layer_range[1] - s.layer_range[0] for s in self.sources}
+        if len(lengths) > 1:
+            ranges = ", ".join(f"{s.model} {list(s.layer_range)}" for s in self.sources)
+            raise ValueError(f"all sources of a slice must span the same number of layers "
+                             f"(got {ranges})")
+        return self
+
+    @property
+    def num_layers(self) -> int:
+        start, end = self.sources[0].layer_range
+        return end - start
 
 
 class Recipe(BaseModel):
@@ -79,26 +121,16 @@ class Recipe(BaseModel):
     seed: int = 0  # merge3: seeds random methods (DARE) per tensor
 
     @model_validator(mode="after")
-    def _slices_to_models(self) -> Recipe:
-        """Accept mergekit slices only when every slice source spans its whole model."""
+    def _models_or_slices(self) -> Recipe:
+        """mergekit's rule: a recipe lists `models` or `slices`, not both. Slices stay as
+        given: whether they span whole models is known once the checkpoints are open
+        (:func:`merge3.slices.whole_model_recipe`)."""
         if self.slices is None:
             return self
         if self.models:
             raise ValueError("give either `models` or `slices`, not both")
-        if len(self.slices) != 1:
-            raise ValueError(
-                "merge3 merges whole models: use one slice whose sources cover all layers, "
-                "or list the models under `models`"
-            )
-        ranges = {tuple(s.layer_range) for s in self.slices[0].sources}
-        if len(ranges) != 1 or next(iter(ranges))[0] != 0:
-            raise ValueError(
-                "layer-range slicing (frankenmerges) is not supported: every source must span "
-                "the same full range [0, num_layers]"
-            )
-        self.models = [
-            ModelEntry(model=s.model, parameters=s.parameters) for s in self.slices[0].sources
-        ]
+        if not self.slices:
+            raise ValueError("`slices` is empty: list at least one slice")
         return self
 
     @property
@@ -119,6 +151,11 @@ class Recipe(BaseModel):
             copy.base_model = fix(copy.base_model)
         for entry in copy.models:
             entry.model = fix(entry.model)
+        for part in copy.slices or []:
+            if part.base_model:
+                part.base_model = fix(part.base_model)
+            for source in part.sources:
+                source.model = fix(source.model)
         return copy
 
 

@@ -4,7 +4,7 @@ log-likelihoods, and batched encoder + per-task head classification; CPU or CUDA
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -19,6 +19,8 @@ from merge3.remote_code import check_remote_code
 
 if TYPE_CHECKING:
     import torch
+
+    from evaluators.weights import Weights
 
 __all__ = ["HFCausalLM", "HFEncoder", "HFEvaluator", "model_kind", "resolve_device_dtype"]
 
@@ -102,7 +104,7 @@ class HFCausalLM(CausalLMEvaluator):
         self.batch_size = batch_size
         self.progress = progress
 
-    def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
+    def load_weights(self, state: Weights) -> None:
         copy_state_into(self.model, state)
 
     def _bar(self, total: int, what: str):
@@ -215,8 +217,9 @@ class HFEncoder:
             self._heads[name] = load_head(self.model_path, name)
         return self._heads[name]
 
-    def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Swap the encoder's weights; heads stay the task's own (never merged)."""
+    def load_weights(self, state: Weights) -> None:
+        """Swap the encoder's weights (a state dict or a stream of tensors); heads stay the
+        task's own (never merged)."""
         copy_state_into(self.model, state)
 
     def close(self) -> None:

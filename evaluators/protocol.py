@@ -10,7 +10,7 @@ generation and log-likelihoods over token ids -- and share tokenization and scor
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -21,7 +21,8 @@ from evaluators.scoring import score_generative, score_multiple_choice
 from merge3.remote_code import check_remote_code
 
 if TYPE_CHECKING:
-    import torch
+
+    from evaluators.weights import Weights
 
 __all__ = ["Evaluator", "CausalLMEvaluator", "load_tokenizer", "check_model_dir"]
 
@@ -34,8 +35,9 @@ class Evaluator(Protocol):
         """Score ``items`` on the resident model; one result per item, same order."""
         ...
 
-    def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Replace the resident model's weights in place (Hugging Face tensor names)."""
+    def load_weights(self, state: Weights) -> None:
+        """Replace the resident model's weights in place (Hugging Face tensor names): a
+        state dict, or ``(name, tensor)`` pairs streamed one at a time."""
         ...
 
     def close(self) -> None:
@@ -100,7 +102,7 @@ class CausalLMEvaluator(ABC):
         """Sum of log p(continuation token | prefix) for each request."""
 
     @abstractmethod
-    def load_weights(self, state: Mapping[str, torch.Tensor]) -> None: ...
+    def load_weights(self, state: Weights) -> None: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; the default holds nothing to release."""

@@ -18,13 +18,16 @@ from evaluators.items import GenerationSpec
 from evaluators.protocol import CausalLMEvaluator, check_model_dir, load_tokenizer
 from evaluators.requests import LoglikelihoodRequest
 from evaluators.scoring import cut_at_stop
-from evaluators.weights import state_to_bytes
+from evaluators.weights import chunked, state_to_bytes
 from merge3.remote_code import check_remote_code
 
 if TYPE_CHECKING:
-    import torch
+    from evaluators.weights import Weights
 
-__all__ = ["VLLMEvaluator", "import_vllm"]
+__all__ = ["VLLMEvaluator", "import_vllm", "SWAP_CHUNK_BYTES"]
+
+# Candidate weights cross to the engine in safetensors blobs of at most this size.
+SWAP_CHUNK_BYTES = 256 * 2**20
 
 _SWAP_EXTENSION = "evaluators.vllm_worker.WeightSwapExtension"
 
@@ -91,12 +94,21 @@ class VLLMEvaluator(CausalLMEvaluator):
         )
         self._sampling_params = vllm.SamplingParams
 
-    def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Swap weights in the engine's worker(s), then drop KV blocks of the old weights."""
-        blob = state_to_bytes(state)
-        counts = self.llm.collective_rpc("merge3_swap_weights", args=(blob,))
-        if not counts or any(c != len(state) for c in counts):
-            raise EvaluatorError(f"vLLM workers loaded {counts} tensors, expected {len(state)}.")
+    def load_weights(self, state: Weights) -> None:
+        """Swap weights in the engine's worker(s), then drop KV blocks of the old weights.
+
+        A stream of ``(name, tensor)`` pairs travels in chunks of at most
+        ``SWAP_CHUNK_BYTES`` through the engine's own weight loader, so the driver never
+        holds a whole candidate; CPU linears are re-packed once, after the last chunk.
+        """
+        chunks = [state] if isinstance(state, Mapping) else chunked(state, SWAP_CHUNK_BYTES)
+        for chunk in chunks:
+            counts = self.llm.collective_rpc("merge3_swap_weights",
+                                             args=(state_to_bytes(chunk), False))
+            if not counts or any(c != len(chunk) for c in counts):
+                raise EvaluatorError(f"vLLM workers loaded {counts} tensors, expected "
+                                     f"{len(chunk)}.")
+        self.llm.collective_rpc("merge3_repack")
         self.llm.reset_prefix_cache()
 
     def close(self) -> None:

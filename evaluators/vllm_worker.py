@@ -22,14 +22,21 @@ __all__ = ["WeightSwapExtension"]
 class WeightSwapExtension:
     """Worker mix-in; ``self`` is a vLLM worker (``model_runner``, ``reload_weights``)."""
 
-    def merge3_swap_weights(self, blob: bytes) -> int:
-        """Load Hugging Face-named tensors from a safetensors blob; returns how many."""
+    def merge3_swap_weights(self, blob: bytes, repack: bool = True) -> int:
+        """Load Hugging Face-named tensors from a safetensors blob (all of a model's, or a
+        chunk of them); returns how many. ``repack=False`` leaves the CPU re-pack to
+        :meth:`merge3_repack`, called once after the last chunk."""
         from safetensors.torch import load
 
         state = load(blob)
         self.reload_weights(weights_iterator=iter(state.items()), is_checkpoint_format=True)
-        self._merge3_repack_cpu_linears()
+        if repack:
+            self._merge3_repack_cpu_linears()
         return len(state)
+
+    def merge3_repack(self) -> None:
+        """Re-pack the CPU linears after a chunked swap (nothing to do on GPUs)."""
+        self._merge3_repack_cpu_linears()
 
     def _merge3_repack_cpu_linears(self) -> None:
         from vllm.platforms import current_platform

@@ -78,6 +78,7 @@ def test_vllm_answers_equal_transformers_before_and_after_swap(
               f"timings {vllm_out['timings']}")
     print(report, file=sys.stderr)
     assert before >= MIN_AGREEMENT, report
+    assert vllm_out["timings"]["swap_chunks"] > 1, "the stream should take several chunks"
     assert after >= MIN_AGREEMENT, report
     assert diff_before < 1e-3 and diff_after < 1e-3, report
     # The swap must have changed the answers (the engine did not keep the old weights).

@@ -33,6 +33,26 @@ def test_causal_swap_equals_merged_checkpoint(models, tasks, merged_gpt2) -> Non
     assert _answers(resident.evaluate(items)) == _answers(before)
 
 
+def test_a_streamed_swap_equals_a_state_dict_swap(models, tasks, merged_gpt2) -> None:
+    """``load_weights`` of (name, tensor) pairs, as a search worker streams a candidate."""
+    state, merged_dir = merged_gpt2
+    items = load_task(tasks["arith_mc"]).items
+    resident = HFCausalLM(models["gpt2_a"], batch_size=16)
+    seen = []
+
+    def stream():
+        for name, tensor in state.items():
+            seen.append(name)
+            yield name, tensor
+
+    resident.load_weights(stream())
+    assert seen == list(state)
+    assert _answers(resident.evaluate(items)) == _answers(
+        HFCausalLM(merged_dir, batch_size=16).evaluate(items))
+    with pytest.raises(WeightsError, match="shape"):
+        resident.load_weights(iter([("transformer.wpe.weight", torch.zeros(3, 3))]))
+
+
 def _load(model_dir):
     from safetensors.torch import load_file
 

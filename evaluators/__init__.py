@@ -1,4 +1,5 @@
-"""merge3's evaluators: tasks as datasets + YAML, one Evaluator protocol, HF and vLLM backends.
+"""merge3's evaluators: tasks as datasets + YAML, one Evaluator protocol, and the backends
+of the BACKENDS registry: hf (transformers), vllm, mass (MASS routing).
 
 Light names are imported eagerly; backends (torch, transformers, vLLM) load on first use::
 
@@ -36,6 +37,7 @@ __all__ = [
     "Item",
     "ItemNotFoundError",
     "ItemResult",
+    "MassEvaluator",
     "ModelLoadError",
     "Task",
     "TaskSpec",
@@ -53,6 +55,7 @@ __all__ = [
 
 _LAZY = {
     "HFEvaluator": "evaluators.hf",
+    "MassEvaluator": "evaluators.mass",
     "VLLMEvaluator": "evaluators.vllm_backend",
 }
 

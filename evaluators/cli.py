@@ -38,8 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "tokenizer; encoders also heads/<task>.safetensors)")
     parser.add_argument("--tasks", required=True, metavar="T1,T2",
                         help="comma-separated task YAMLs or directories of task YAMLs")
-    parser.add_argument("--backend", choices=("hf", "vllm"), default="hf",
-                        help="hf (transformers, default) or vllm (causal LMs)")
+    from evaluators.backends import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS.names(), default="hf",
+                        help=f"evaluator backend (default hf): {', '.join(BACKENDS)}; hf is "
+                        "transformers, vllm scores causal LMs, mass routes with MASS "
+                        "(see --route)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="score only the first N items of each task")
     parser.add_argument("--items", default=None, metavar="ANCHORS.json",
@@ -60,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run Python code shipped in the model directory (config.json "
                         "auto_map); off by default: only for code you have read and trust")
-    from merge3.routing.cli import add_route_arguments
+    from evaluators.mass_cli import add_route_arguments
 
     add_route_arguments(parser)
     parser.set_defaults(func=_handler)
@@ -88,12 +92,9 @@ def run_eval(args: argparse.Namespace) -> int:
         options["batch_size"] = args.batch_size
     start = time.perf_counter()
     default_name = Path(args.model).resolve().name
-    from merge3.routing.cli import make_routed_evaluator, routing_summary, wants_routing
+    from evaluators.mass_cli import make_routed_evaluator, routing_summary, wants_routing
 
     routed = wants_routing(args)
-    if routed and args.trust_remote_code:
-        raise Merge3Error("--trust-remote-code does not apply to routed evaluation (--route).",
-                          fix="route models that transformers loads natively.")
     if routed:
         evaluator, default_name = make_routed_evaluator(args)
     else:

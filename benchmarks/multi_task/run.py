@@ -47,6 +47,7 @@ from safetensors.torch import load_file
 
 from evaluators.heads import Head, load_head
 from evaluators.items import Item
+from evaluators.mass import MassEvaluator
 from merge3.analysis import layer_spectra, pairwise_interference
 from merge3.analysis.interference import singular_task_interference
 from merge3.analysis.plots import plot_effective_rank, plot_interference, plot_spectra
@@ -57,7 +58,7 @@ from merge3.methods.tsv import (
     storage_ratio,
     task_singular_vectors,
 )
-from merge3.routing import MASS, MassConfig, MassEvaluator, TaskFactors
+from merge3.routing import MASS, MassConfig, TaskFactors
 from merge3.zoo.cache import default_zoo_dir
 from merge3.zoo.encoder import encode, features, load_encoder, load_tokenizer
 from merge3.zoo.merges import COEFFICIENT_GRIDS, MergeSpec, merge_state, report_spec

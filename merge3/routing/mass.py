@@ -12,7 +12,7 @@ code: github.com/crisostomi/mass, ``MassAlgorithm`` and ``MassInferenceWrapper``
   θ_0 + α·TSV-M(its tasks), rebuilt from the stored factors, in one resident model.
 
 The result is features per input plus the routing; heads are applied by the caller
-(``merge3.routing.evaluator`` scores evaluator items with them).
+(the ``mass`` evaluator backend, ``evaluators.mass``, scores items with them).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from evaluators import load_tasks
-from merge3.routing import MassEvaluator
+from evaluators.mass import MassEvaluator
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from merge3.routing import MassEvaluator, RoutingError, TaskFactors, resolve_layer
+from evaluators.mass import MassEvaluator
+from merge3.routing import RoutingError, TaskFactors, resolve_layer
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import torch
 from evaluators import EvaluatorError
 from evaluators.hf import HFEncoder
 from evaluators.items import Item
-from merge3.routing import MassEvaluator, RoutingError
+from evaluators.mass import MassEvaluator
+from merge3.routing import RoutingError
 
 
 def test_single_task_group_equals_that_tasks_merge(zoo: Path, evaluated, test_items,

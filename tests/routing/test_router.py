@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from merge3.routing import MassEvaluator
+from evaluators.mass import MassEvaluator
 
 
 def test_features_in_a_task_subspace_route_to_that_task(mass_evaluator: MassEvaluator) -> None:

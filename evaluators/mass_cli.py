@@ -1,4 +1,5 @@
-"""``merge3 eval MODEL --route mass --route-experts ...``: score items with MASS.
+"""``merge3 eval MODEL --route mass --route-experts ...``: score items with the ``mass``
+backend (evaluators.mass; ``--backend mass`` is the same).
 
 MODEL is the base model θ_0 (its tokenizer, and heads for tasks without an expert); the
 experts are fine-tuned directories of the same architecture. An expert is ``NAME=DIR``
@@ -14,23 +15,28 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from merge3.routing.errors import RoutingError
+from merge3.routing import RoutingError
 
 if TYPE_CHECKING:
-    from merge3.routing.evaluator import MassEvaluator
+    from evaluators.mass import MassEvaluator
 
 __all__ = ["add_route_arguments", "parse_experts", "wants_routing", "make_routed_evaluator",
-           "routing_summary"]
+           "routing_summary", "ROUTING_BACKEND"]
+
+ROUTING_BACKEND = "mass"  # the registered backend that --route selects
 
 
 def add_route_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``--route*`` options of ``merge3 eval``."""
+    from evaluators.mass import HEAD_SELECTION
+
     group = parser.add_argument_group(
         "routing (MASS)",
         "Score with MASS (Crisostomi et al. 2025): MODEL is the base; each input is routed "
         "to a TSV-M merge of the experts whose singular subspaces it lies in (docs/routing.md).")
-    group.add_argument("--route", choices=("mass",), default=None,
-                       help="route inputs among --route-experts with MASS")
+    group.add_argument("--route", choices=(ROUTING_BACKEND,), default=None,
+                       help="route inputs among --route-experts with MASS (the same as "
+                       f"--backend {ROUTING_BACKEND})")
     group.add_argument("--route-experts", default=None, metavar="[NAME=]DIR,...",
                        help="comma-separated experts: NAME=DIR, zoo:minilm/expert/<task>[@size]"
                        " or DIR (named after the directory); NAME is the task it serves")
@@ -43,7 +49,7 @@ def add_route_arguments(parser: argparse.ArgumentParser) -> None:
                        help="at most K tasks per input (default 3)")
     group.add_argument("--route-alpha", type=float, default=1.0, metavar="A",
                        help="θ_0 + A·TSV-M(tasks) in both passes (default 1.0)")
-    group.add_argument("--route-heads", choices=("item", "routed"), default="item",
+    group.add_argument("--route-heads", choices=HEAD_SELECTION, default="item",
                        help="item: each item's own task head (default); routed: the paper's "
                        "label-free choice among the routed tasks' heads (max logit)")
 
@@ -75,28 +81,32 @@ def parse_experts(spec: str) -> dict[str, Path]:
 
 
 def wants_routing(args: argparse.Namespace) -> bool:
-    """True when ``merge3 eval`` was asked to route; ``--route-*`` without ``--route`` is an
-    error rather than silently ignored."""
-    if getattr(args, "route", None):
+    """True when ``merge3 eval`` was asked to route (``--route mass`` or ``--backend mass``);
+    ``--route-*`` without it is an error rather than silently ignored."""
+    if getattr(args, "route", None) or getattr(args, "backend", None) == ROUTING_BACKEND:
         return True
     if getattr(args, "route_experts", None):
         raise RoutingError("--route-experts is given but --route is not.",
-                           fix="add --route mass.")
+                           fix=f"add --route {ROUTING_BACKEND}.")
     return False
 
 
 def make_routed_evaluator(args: argparse.Namespace) -> tuple[MassEvaluator, str]:
-    """The MASS evaluator ``merge3 eval`` asked for, and its default log name."""
+    """The ``mass`` backend's evaluator that ``merge3 eval`` asked for, and its default
+    log name."""
+    from evaluators.backends import make_evaluator
     from merge3.models import resolve_model
-    from merge3.routing.evaluator import MassEvaluator
-    from merge3.routing.mass import MassConfig
+    from merge3.routing import MassConfig
 
     if not args.route_experts:
         raise RoutingError("--route mass needs --route-experts.",
                            fix="list the experts: --route-experts A=DIR_A,B=DIR_B.")
-    if args.backend != "hf":
-        raise RoutingError(f"--route mass runs on the hf backend, not {args.backend!r}.",
-                           fix="drop --backend or use --backend hf.")
+    if args.backend not in ("hf", ROUTING_BACKEND):
+        raise RoutingError(f"--route mass runs on transformers (the hf backend), not "
+                           f"{args.backend!r}.", fix="drop --backend or use --backend hf.")
+    if args.trust_remote_code:
+        raise RoutingError("--trust-remote-code does not apply to routed evaluation (--route).",
+                           fix="route models that transformers loads natively.")
     if args.dtype not in ("auto", "float32"):
         raise RoutingError(f"--route mass computes in float32; --dtype {args.dtype} is not "
                            "supported.", fix="drop --dtype.")
@@ -105,17 +115,11 @@ def make_routed_evaluator(args: argparse.Namespace) -> tuple[MassEvaluator, str]
         layer = int(layer)
     config = MassConfig(layer=layer, threshold=args.route_threshold,
                         max_tasks=args.route_max_tasks, alpha=args.route_alpha)
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     base = resolve_model(args.model)
-    options = {"device": device}
-    if args.batch_size:
-        options["batch_size"] = args.batch_size
-    evaluator = MassEvaluator.from_pretrained(base, parse_experts(args.route_experts), config,
-                                              head_selection=args.route_heads, **options)
+    evaluator = make_evaluator(ROUTING_BACKEND, base, experts=parse_experts(args.route_experts),
+                               config=config, head_selection=args.route_heads,
+                               device=args.device, batch_size=args.batch_size,
+                               tokenizer=args.tokenizer)
     return evaluator, f"mass-{base.name}"
 
 

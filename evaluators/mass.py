@@ -1,4 +1,11 @@
-"""MASS behind the Evaluator protocol: classification items scored with task heads.
+"""The ``mass`` evaluator backend: MASS routing behind the Evaluator protocol.
+
+MASS (Crisostomi et al. 2025; the algorithm is ``merge3.routing``) routes each input to a
+TSV-M merge of the experts it needs; this backend scores classification items with task
+heads on the routed features::
+
+    evaluator = make_evaluator("mass", "models/base",
+                               experts={"sst2": "models/sst2", "qnli": "models/qnli"})
 
 Heads follow docs/formats.md: task t's head is ``heads/<t>.safetensors`` of expert t's
 directory (the expert's own, fine-tuned head), else of the base directory. Two ways to
@@ -18,18 +25,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from merge3.routing.errors import RoutingError
-from merge3.routing.mass import MASS, MassConfig, Routing
+from evaluators.errors import EvaluatorError
+from evaluators.heads import Head, load_head
+from evaluators.items import Item, ItemResult
+from evaluators.scoring import score_classification
+from merge3.routing import MASS, MassConfig, Routing, RoutingError
 
-if TYPE_CHECKING:
-    from evaluators.heads import Head
-    from evaluators.items import Item, ItemResult
-
-__all__ = ["MassEvaluator", "HEAD_SELECTION"]
+__all__ = ["MassEvaluator", "HEAD_SELECTION", "load_mass_evaluator"]
 
 HEAD_SELECTION = ("item", "routed")
 
@@ -64,8 +69,6 @@ class MassEvaluator:
 
     def head(self, name: str) -> Head:
         """Task ``name``'s head: from its expert's directory, else the base's."""
-        from evaluators.heads import load_head
-
         if name not in self._heads:
             dirs = self.head_dirs.get(name, self.fallback_dirs)
             found = [d for d in dirs if (d / "heads" / f"{name}.safetensors").is_file()]
@@ -91,8 +94,6 @@ class MassEvaluator:
 
     def evaluate(self, items: Sequence[Item]) -> list[ItemResult]:
         """Route every item (pass 1), score it on its group's merge (pass 2); same order."""
-        from evaluators.errors import EvaluatorError
-
         bad = [i for i in items if i.format != "classification"]
         if bad:
             raise EvaluatorError(
@@ -113,9 +114,6 @@ class MassEvaluator:
 
     def _score(self, k: int, item: Item, features: Mapping[str, torch.Tensor],
                routing: Routing, heads: Mapping[str, Head]) -> ItemResult:
-        from evaluators.items import ItemResult
-        from evaluators.scoring import score_classification
-
         own = item.head or item.task
         candidates = [own] if self.head_selection == "item" else list(routing.selections[k])
         logits = {name: _logits(features, k, heads[name], name) for name in candidates}
@@ -142,3 +140,38 @@ def _logits(features: Mapping[str, torch.Tensor], k: int, head: Head, name: str)
         raise RoutingError(f"Head {name!r} expects {head.weight.shape[1]} features, the encoder "
                            f"gives {row.shape[0]}.", fix="use the heads trained for this encoder.")
     return (row @ head.weight.T + head.bias).tolist()
+
+
+def load_mass_evaluator(model_path: str | os.PathLike[str], *,
+                        experts: Mapping[str, str | os.PathLike[str]],
+                        config: MassConfig | None = None, head_selection: str = "item",
+                        device: str = "auto", dtype: str = "auto", batch_size: int | None = None,
+                        tokenizer: str | os.PathLike[str] | None = None, progress: bool = False,
+                        trust_remote_code: bool = False) -> MassEvaluator:
+    """The ``mass`` backend: MASS over base ``model_path`` and ``experts`` {task: dir}.
+
+    Takes the options every backend gets (``make_evaluator``); MASS computes in float32 on
+    the base's own tokenizer and loads only natively supported encoders, so another dtype,
+    a separate tokenizer or ``trust_remote_code`` is refused. ``progress`` is accepted and
+    unused (two passes, no long loop).
+    """
+    if not experts:
+        raise RoutingError("The mass backend needs experts.",
+                           fix="pass experts={task: model directory, ...} (CLI: "
+                               "--route-experts A=DIR_A,B=DIR_B).")
+    if dtype not in ("auto", "float32"):
+        raise RoutingError(f"MASS computes in float32; dtype {dtype} is not supported.",
+                           fix="drop --dtype (or pass dtype='float32').")
+    if tokenizer is not None:
+        raise RoutingError("MASS uses the base model's own tokenizer; a separate tokenizer "
+                           "is not supported.", fix="drop --tokenizer.")
+    if trust_remote_code:
+        raise RoutingError("trust_remote_code does not apply to MASS (--route).",
+                           fix="route models that transformers loads natively.")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    options: dict = {"device": device}
+    if batch_size:
+        options["batch_size"] = batch_size
+    return MassEvaluator.from_pretrained(model_path, experts, config,
+                                         head_selection=head_selection, **options)

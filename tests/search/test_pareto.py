@@ -28,3 +28,24 @@ def test_close_calls_are_dominated_but_within_their_error():
     assert not close_call([0.1, 0.1], [0.05, 0.05], front)
     # nothing to compare with
     assert not close_call([0.1, 0.1], [0.05, 0.05], np.empty((0, 2)))
+
+
+def _union_of_boxes(points: np.ndarray) -> float:
+    """The volume of the union of boxes [0, p] by inclusion-exclusion (exact)."""
+    from itertools import combinations
+
+    total = 0.0
+    for size in range(1, len(points) + 1):
+        for subset in combinations(points, size):
+            total += (-1) ** (size + 1) * float(np.prod(np.min(subset, axis=0)))
+    return total
+
+
+def test_hypervolume_is_exact_in_one_to_four_objectives():
+    rng = np.random.default_rng(0)
+    for objectives in (1, 2, 3, 4):
+        for n in (1, 4, 7):
+            values = rng.random((n, objectives))
+            reference = rng.random(objectives) * 0.3
+            expected = _union_of_boxes(np.maximum(values - reference, 0.0))
+            assert np.isclose(hypervolume(values, reference), expected, rtol=1e-12)

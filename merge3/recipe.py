@@ -160,7 +160,9 @@ class Recipe(BaseModel):
 
 
 def _format_validation_error(err: ValidationError, source: str) -> RecipeError:
-    first = err.errors()[0]
+    errors = err.errors()
+    # an unknown key explains the rest (a misspelt key also leaves its field missing)
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     location = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
         key = str(first["loc"][-1])
@@ -169,15 +171,18 @@ def _format_validation_error(err: ValidationError, source: str) -> RecipeError:
             f"{source}: unknown key {location!r}.{did_you_mean(key, known)}",
             fix=f"remove it, or use one of: {', '.join(sorted(known))}.",
         )
-    return RecipeError(f"{source}: {location or 'recipe'}: {first['msg']}.",
+    message = first["msg"].removeprefix("Value error, ")
+    return RecipeError(f"{source}: {location + ': ' if location else ''}{message}.",
                        fix="see `merge3 merge --help` for the recipe format.")
 
 
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     if "models" in loc and len(loc) > 2:
         return list(ModelEntry.model_fields)
-    if "slices" in loc:
-        return list(SliceSource.model_fields) + list(Slice.model_fields)
+    if "sources" in loc and len(loc) > 4:
+        return list(SliceSource.model_fields)
+    if "slices" in loc and len(loc) > 2:
+        return list(Slice.model_fields)
     return list(Recipe.model_fields)
 
 

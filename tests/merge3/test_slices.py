@@ -123,6 +123,39 @@ def test_ties_slices_repeat_layers_onto_the_bases_own(llama_family, tmp_path):
     assert plan_merge(recipe).slices.num_layers == 5
 
 
+def test_a_slice_with_its_own_base_and_the_head_from_all_of_the_last_slices_sources(
+        llama_family, tmp_path):
+    """Slice 1 merges onto expert_1 with its own lambda; the head and final norm come from
+    every source of the last slice (mergekit 0.1.5 keeps only as many of them as the first
+    slice has: benchmarks/mergekit_parity, convention 8)."""
+    recipe = parse_recipe({
+        "merge_method": "task_arithmetic", "base_model": str(llama_family["base"]),
+        "slices": [
+            {"sources": [_source(llama_family, "base", 0, 2),
+                         _source(llama_family, "expert_1", 0, 2, weight=0.8)]},
+            {"base_model": str(llama_family["expert_1"]), "parameters": {"lambda": 0.9},
+             "sources": [_source(llama_family, "expert_1", 2, 3),
+                         _source(llama_family, "expert_2", 2, 3, weight=0.5),
+                         _source(llama_family, "expert_3", 2, 3, weight=0.5)]}]})
+    merged = Checkpoint(run_merge(recipe, tmp_path / "out", progress=False))
+    models = {k: Checkpoint(llama_family[k]) for k in ("base", "expert_1", "expert_2",
+                                                       "expert_3")}
+    method = get_method("task_arithmetic")
+
+    def expected(name, base, experts, weights, lam):
+        return method([models[k].get(name) for k in experts], models[base].get(name),
+                      weight=weights, lambda_=lam)
+
+    embed, head = "model.embed_tokens.weight", "lm_head.weight"
+    torch.testing.assert_close(merged.get(embed), expected(embed, "base", ["expert_1"],
+                                                           [0.8], 1.0), atol=0, rtol=0)
+    torch.testing.assert_close(merged.get(head), expected(
+        head, "expert_1", ["expert_2", "expert_3"], [0.5, 0.5], 0.9), atol=0, rtol=0)
+    layer = _layer("mlp.up_proj.weight", 2)
+    torch.testing.assert_close(merged.get(layer), expected(
+        layer, "expert_1", ["expert_2", "expert_3"], [0.5, 0.5], 0.9), atol=0, rtol=0)
+
+
 def test_one_slice_of_whole_models_merges_as_the_models_recipe(llama_family, tmp_path):
     models = {"merge_method": "ties", "base_model": str(llama_family["base"]),
               "models": [{"model": str(llama_family[k]), "parameters": {"density": 0.5}}

@@ -47,6 +47,8 @@ def _merge(args: argparse.Namespace) -> int:
 def _methods(args: argparse.Namespace) -> int:
     from merge3.methods import METHODS
 
+    if args.name:
+        METHODS.get(args.name)  # an unknown name: "did you mean", not an empty listing
     for name in METHODS:
         method = METHODS.get(name)
         if args.name and name != args.name:

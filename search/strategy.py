@@ -1,7 +1,9 @@
 """The search strategy: an Optuna study driven by ask/tell, with lineage.
 
 Samplers: ``nsga2`` (multi-objective, default), ``ga`` (NSGA-II on one objective: the
-mean of the task estimates), ``cmaes`` and ``random`` (also on the mean). The study
+mean of the task estimates), ``cmaes`` and ``random`` (also on the mean), each a
+:class:`SamplerKind` in the :data:`SAMPLERS` registry (a new one: a factory plus one
+``SAMPLERS.register`` line, docs/extending.md). The study
 lives in SQLite in the run directory (or any Optuna RDB URL), so a killed search
 resumes: trials left RUNNING by a kill are marked FAIL and asked again.
 
@@ -14,7 +16,8 @@ child as the user attribute ``parents``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -23,7 +26,11 @@ from optuna.samplers import NSGAIISampler, RandomSampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["LineageNSGAIISampler", "make_sampler", "open_study", "fail_interrupted", "PARENTS"]
+from merge3.errors import Merge3Error
+from merge3.registry import Registry
+
+__all__ = ["LineageNSGAIISampler", "SAMPLERS", "DEFAULT_SAMPLER", "SamplerKind", "make_sampler",
+           "objective_count", "open_study", "fail_interrupted", "PARENTS"]
 
 PARENTS = "parents"
 GENERATION = "generation"
@@ -64,19 +71,64 @@ class LineageNSGAIISampler(NSGAIISampler):
         return self._child_generation_strategy(study, search_space, [first, second])
 
 
+@dataclass(frozen=True)
+class SamplerKind:
+    """A search sampler: ``build(population=, seed=, crossover_prob=, mutation_prob=)``
+    returns an Optuna sampler (a class taking those keywords will do); ``multi_objective``:
+    it optimises one objective per task (else the mean of the task estimates)."""
+
+    build: Callable[..., optuna.samplers.BaseSampler]
+    multi_objective: bool = False
+    description: str = ""
+
+
+DEFAULT_SAMPLER = "nsga2"
+SAMPLERS: Registry[SamplerKind] = Registry(
+    "sampler", SamplerKind, default=DEFAULT_SAMPLER,
+    expects="SamplerKind (SamplerKind(build, multi_objective=...))")
+
+
+def _nsga2(*, population: int, seed: int, crossover_prob: float,
+           mutation_prob: float | None) -> optuna.samplers.BaseSampler:
+    return LineageNSGAIISampler(population_size=population, seed=seed,
+                                crossover_prob=crossover_prob, mutation_prob=mutation_prob)
+
+
+def _cmaes(*, population: int, seed: int, **_: Any) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.CmaEsSampler(seed=seed, popsize=population,
+                                        warn_independent_sampling=False)
+
+
+def _random(*, seed: int, **_: Any) -> optuna.samplers.BaseSampler:
+    return RandomSampler(seed=seed)
+
+
+SAMPLERS.register("nsga2", SamplerKind(_nsga2, multi_objective=True,
+                                       description="NSGA-II, one objective per task, lineage"))
+SAMPLERS.register("ga", SamplerKind(_nsga2, description="NSGA-II on the mean, lineage"))
+SAMPLERS.register("cmaes", SamplerKind(_cmaes, description="CMA-ES on the mean"))
+SAMPLERS.register("random", SamplerKind(_random, description="random search on the mean"))
+
+
 def make_sampler(
     name: str, *, population: int, seed: int, crossover_prob: float = 0.9,
     mutation_prob: float | None = None,
 ) -> optuna.samplers.BaseSampler:
-    if name in ("nsga2", "ga"):
-        return LineageNSGAIISampler(population_size=population, seed=seed,
-                                    crossover_prob=crossover_prob, mutation_prob=mutation_prob)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, popsize=population,
-                                            warn_independent_sampling=False)
-    if name == "random":
-        return RandomSampler(seed=seed)
-    raise ValueError(f"unknown sampler {name!r}")
+    """The Optuna sampler of the registered sampler ``name`` (see :data:`SAMPLERS`)."""
+    kind = SAMPLERS.get(name)
+    sampler = kind.build(population=population, seed=seed, crossover_prob=crossover_prob,
+                         mutation_prob=mutation_prob)
+    if not isinstance(sampler, optuna.samplers.BaseSampler):
+        raise Merge3Error(f"Sampler {name!r} built {sampler!r}, not an Optuna sampler.",
+                          fix="make its SamplerKind.build return an "
+                              "optuna.samplers.BaseSampler.")
+    return sampler
+
+
+def objective_count(name: str, tasks: int) -> int:
+    """How many objectives the study of sampler ``name`` has over ``tasks`` tasks: one per
+    task for a multi-objective sampler with two or more tasks, else one (their mean)."""
+    return tasks if SAMPLERS.get(name).multi_objective and tasks > 1 else 1
 
 
 def open_study(

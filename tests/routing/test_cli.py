@@ -47,6 +47,12 @@ def test_route_options_in_help_and_their_errors(zoo: Path, capsys) -> None:
     assert "add --route mass" in capsys.readouterr().err
     assert main(["eval", "zoo:minilm/base@test", "--tasks", tasks, "--route", "mass"]) == 2
     assert "needs --route-experts" in capsys.readouterr().err
+    # the registered backend `mass` is the same as --route mass
+    assert main(["eval", "zoo:minilm/base@test", "--tasks", tasks, "--backend", "mass"]) == 2
+    assert "needs --route-experts" in capsys.readouterr().err
+    assert main(["eval", "zoo:minilm/base@test", "--tasks", tasks, "--route", "mass",
+                 "--route-experts", "a=b", "--backend", "vllm"]) == 2
+    assert "not 'vllm'" in capsys.readouterr().err
     twice = "zoo:minilm/expert/word_order@test,word_order=" + str(zoo / "models" / "base")
     assert main(["eval", "zoo:minilm/base@test", "--tasks", tasks, "--route", "mass",
                  "--route-experts", twice]) == 2

@@ -1,12 +1,13 @@
 """Materialise candidate merges tensor by tensor, reusing what does not depend on the genome.
 
 A search worker builds hundreds of merges of the same base and experts. It holds them
-once, **in their checkpoints' own dtype** — memory-mapped safetensors when given
-``Checkpoint``s (the worker's case: host memory is the page cache of the files, shared
-with every other process reading them), in-memory tensors otherwise, never a float32
-copy — and keeps one :class:`merge3.executor.MergeCache`: a method's genome-independent
-work (TSV-M's orthogonalised factors), the alignment of the experts and which tensors
-no expert changed are computed for the first candidate and reused.
+once, **in their checkpoints' own dtype** and, when given ``Checkpoint``s (the worker's
+case), not in the process at all: each tensor is read when it is merged (a positioned
+read from the OS page cache, which every process on the node shares), so a worker's own
+memory holds the resident evaluator and one tensor's working set, never a float32 copy
+of the models. One :class:`merge3.executor.MergeCache` keeps the genome-independent
+work (TSV-M's orthogonalised factors, the alignment of the experts, which tensors no
+expert changed), computed for the first candidate and reused.
 
 ``stream(recipe)`` yields the candidate one tensor at a time, merged in float32 on the
 worker's device and cast to the output dtype, for the evaluator to copy straight into
@@ -46,8 +47,8 @@ class Materializer:
     """Base + experts held once; ``stream(recipe)`` yields the merged tensors, and
     ``materialize(recipe)`` collects them into a state dict.
 
-    ``base`` and ``experts`` are ``Checkpoint``s (memory-mapped, read tensor by tensor)
-    or state dicts, kept in their own dtype. ``device``: where each tensor is merged
+    ``base`` and ``experts`` are ``Checkpoint``s (read tensor by tensor as merged) or
+    state dicts, kept in their own dtype. ``device``: where each tensor is merged
     (default: where it is stored, the CPU).
     """
 

@@ -86,11 +86,15 @@ class CandidateWorker:
         except ImportError:
             pass
         base = Checkpoint(spec.base_model)
+        # base and experts stay in their files (own dtype, read tensor by tensor as merged)
         self.materializer = Materializer(
-            base.state_dict(), [Checkpoint(p).state_dict() for p in spec.experts.values()],
+            base, [Checkpoint(p) for p in spec.experts.values()],
             num_layers=base.num_layers(),
         )
         self.evaluator = spec.make_evaluator()
+        device = getattr(self.evaluator, "device", None)
+        if device is not None and str(device).startswith("cuda"):
+            self.materializer.device = device  # merge where the resident model lives
         self.items = {}
         for task, path in spec.tasks.items():
             loaded = load_task(path)
@@ -116,8 +120,9 @@ class CandidateWorker:
         signature = json.dumps(recipe, sort_keys=True, default=str)
         if signature != getattr(self, "_loaded", None):  # a follow-up keeps the weights
             self._loaded = None
-            state = self.materializer.materialize(recipe, seed=int(recipe.get("seed", 0)))
-            self.evaluator.load_weights(state)
+            # streamed into the resident model: one tensor's working set, never a model copy
+            self.evaluator.load_weights(
+                self.materializer.stream(recipe, seed=int(recipe.get("seed", 0))))
             self._loaded = signature
         materialized = time.perf_counter()
         responses: dict[str, dict[str, float]] = {}

@@ -168,7 +168,7 @@ def write_recipes(family: dict[str, Path], recipe_dir: Path) -> list[Path]:
         method = METHODS.get(name)
         if method.align:  # alignment is for models trained from different seeds
             continue
-        models = experts[:1] if method.max_models == 1 else experts
+        models = experts[: method.max_models] if method.max_models else experts
         recipe = {
             "merge_method": name,
             "models": [{"model": str(p.resolve())} for p in models],

@@ -79,10 +79,10 @@ class Registry(Generic[T]):
             ok = bool(self.check(obj))
         if ok:
             return
-        message = f"{self.kind} {name!r}: {obj!r} is not a {self.expects}."
+        message = f"{self.kind} {name!r}: expected {self.expects}, got {obj!r}."
         if plugin:
-            raise self.error(message, fix=f"point to a {self.expects}.")
-        raise TypeError(f"{message[:-1]}; a {self.kind} must be a {self.expects}.")
+            raise self.error(message, fix=f"point to {self.expects}.")
+        raise TypeError(message)
 
     def register(self, name: str, obj: T | str | None = None) -> Any:
         """Register ``obj`` (or a lazy ``"module:attr"``) as ``name``; without ``obj``, a

@@ -31,7 +31,7 @@ def test_the_default_and_lazy_entries_are_resolved_and_checked() -> None:
     registry: Registry[object] = Registry("estimator", ESTIMATORS.check, default="plain",
                                         expects="Estimator instance")
     registry.register("plain", "irt.estimators:ESTIMATORS")  # lazy, and not an Estimator
-    with pytest.raises(TypeError, match="is not a Estimator instance"):
+    with pytest.raises(TypeError, match="expected Estimator instance, got"):
         registry.get()
     registry.unregister("plain")
     registry.register("plain", "irt.estimators:AnchorMean")  # a class, not an instance
@@ -44,7 +44,7 @@ def test_the_default_and_lazy_entries_are_resolved_and_checked() -> None:
 
 def test_plug_ins_are_imported_and_checked_like_entries() -> None:
     registry: Registry[_Shape] = Registry("shape", _Shape)
-    with pytest.raises(UnknownNameError, match="is not a _Shape"):
+    with pytest.raises(UnknownNameError, match="expected _Shape, got <function did_you_mean"):
         registry.get("merge3.registry:did_you_mean")  # importable, but not a shape
     with pytest.raises(UnknownNameError, match="has no 'did_you_men'.*did_you_mean"):
         registry.get("merge3.registry:did_you_men")

@@ -239,6 +239,73 @@ def _no_tokenizer(tmp: Path, ctx: dict):
              "--log-samples", str(log_dir)], log_dir, r"no tokenizer")
 
 
+# -- hostile inputs of issue #16: outputs onto inputs, out-of-range parameters, odd files --
+
+def _own_family(tmp: Path, ctx: dict) -> dict[str, Path]:
+    """Copies of the base and expert_1 under ``tmp``: a guard that failed would destroy
+    these, never the shared fixture."""
+    own = {k: tmp / "models" / k for k in ("base", "expert_1")}
+    for key, path in own.items():
+        shutil.copytree(_family(ctx)[key], path)
+    return own
+
+
+def _onto_input(where: Callable[[dict[str, Path]], Path], overwrite: bool, pattern: str,
+                *, output_must_not_appear: bool = True):
+    def build(tmp: Path, ctx: dict):
+        own = _own_family(tmp, ctx)
+        data = {"merge_method": "task_arithmetic", "base_model": str(own["base"]),
+                "models": [{"model": str(own["expert_1"])}]}
+        out = where(own)
+        argv = ["merge", str(_recipe(tmp, data)), str(out), "-q"]
+        return (argv + ["--overwrite"] if overwrite else argv,
+                out if output_must_not_appear else None, pattern)
+    return build
+
+
+def _output_is_a_file(tmp: Path, ctx: dict):
+    (tmp / "taken").write_text("a file, not a directory")
+    data = _ta(ctx, _family(ctx)["expert_1"])
+    return (["merge", str(_recipe(tmp, data)), str(tmp / "taken"), "-q"], None,
+            r"taken exists and is not a directory")
+
+
+def _nested_yaml(tmp: Path, ctx: dict):
+    text = "merge_method: " + "[" * 5000 + "]" * 5000 + "\n"
+    return (["merge", str(_responses(tmp, text, "deep.yaml")), str(tmp / "m"), "-q"],
+            tmp / "m", r"nested too deeply")
+
+
+def _symlink_loop(tmp: Path, ctx: dict):
+    loop = tmp / "loop"
+    loop.symlink_to(loop)
+    data = _ta(ctx, loop)
+    return ["merge", str(_recipe(tmp, data)), str(tmp / "m"), "-q"], tmp / "m", r"loop"
+
+
+def _nan_expert_config(cfg: dict, tmp: Path) -> dict:
+    name, source = next(iter(cfg["experts"].items()))
+    poisoned = tmp / "poisoned"
+    shutil.copytree(source, poisoned)
+    weights = poisoned / "model.safetensors"
+    state = load_file(str(weights))
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.dim() == 2)
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] = float("nan")
+    save_file(state, str(weights), metadata={"format": "pt"})
+    return {**cfg, "experts": {**cfg["experts"], name: str(poisoned)}}
+
+
+def _swapped_banks_config(cfg: dict, tmp: Path) -> dict:
+    banks = Path(cfg["fitness"]["item_bank"])
+    tasks = sorted(p.name for p in banks.iterdir() if p.is_dir())
+    swapped = tmp / "swapped_banks"
+    for task, other in zip(tasks, tasks[1:] + tasks[:1]):
+        shutil.copytree(banks / other, swapped / task)
+    return {**cfg, "fitness": {**cfg["fitness"], "item_bank": str(swapped)}}
+
+
+
 CASES: list[Case] = [
     # -- checkpoints -------------------------------------------------------------------------
     Case("truncated safetensors", "checkpoint",
@@ -293,11 +360,15 @@ CASES: list[Case] = [
     Case("wrong value type", "recipe", _merge_case(
         recipe=lambda t, c: {**_ta(c, _family(c)["expert_1"]), "seed": "abc"},
         pattern=r"seed")),
-    Case("layer-range slices (frankenmerge)", "recipe", _merge_case(
+    Case("slice sources of different lengths", "recipe", _merge_case(
         recipe=lambda t, c: {"merge_method": "linear", "slices": [
-            {"sources": [{"model": "a", "layer_range": [0, 2]}]},
-            {"sources": [{"model": "b", "layer_range": [2, 4]}]}]},
-        pattern=r"merges whole models")),
+            {"sources": [{"model": str(_family(c)["expert_1"]), "layer_range": [0, 2]},
+                         {"model": str(_family(c)["expert_2"]), "layer_range": [0, 3]}]}]},
+        pattern=r"same number of layers")),
+    Case("slice layers beyond the model", "recipe", _merge_case(
+        recipe=lambda t, c: {"merge_method": "passthrough", "slices": [
+            {"sources": [{"model": str(_family(c)["expert_1"]), "layer_range": [0, 9]}]}]},
+        pattern=r"layer")),
     Case("recipe is not UTF-8 text", "recipe", lambda t, c: (
         ["merge", str(_binary(t, "r.yaml", b"merge_method: \xff\xfe ties\n")), str(t / "m"),
          "-q"], t / "m", r"r.yaml is not UTF-8")),
@@ -351,4 +422,39 @@ CASES: list[Case] = [
     Case("anchor item not in the task", "evaluation", _anchors_unknown),
     Case("task file with missing fields", "evaluation", _task_missing_fields),
     Case("model without a tokenizer", "evaluation", _no_tokenizer),
+    # -- hostile inputs (issue #16) -----------------------------------------------------------
+    Case("output is the base, with --overwrite", "protection", _onto_input(
+        lambda own: own["base"], True, r"is the input model", output_must_not_appear=False)),
+    Case("output inside an expert's directory", "protection", _onto_input(
+        lambda own: own["expert_1"] / "merged", False, r"lies inside the input model")),
+    Case("output contains the inputs, with --overwrite", "protection", _onto_input(
+        lambda own: own["base"].parent, True, r"contains the input model",
+        output_must_not_appear=False)),
+    Case("output is a file", "protection", _output_is_a_file),
+    Case("TIES density above 1", "recipe", _merge_case(recipe=lambda t, c: {
+        "merge_method": "ties", "base_model": str(_family(c)["base"]),
+        "models": [{"model": str(_family(c)["expert_1"]),
+                    "parameters": {"weight": 1.0, "density": 1.5}}]},
+        pattern=r"density: 1.5 is outside the valid range")),
+    Case("normalised weights summing to 0", "recipe", _merge_case(recipe=lambda t, c: {
+        "merge_method": "linear", "parameters": {"normalize": True},
+        "models": [{"model": str(_family(c)["expert_1"]), "parameters": {"weight": 1.0}},
+                   {"model": str(_family(c)["expert_2"]), "parameters": {"weight": -1.0}}]},
+        pattern=r"weights sum to 0")),
+    Case("YAML nested 5000 levels deep", "recipe", _nested_yaml),
+    Case("model path is a symlink to itself", "recipe", _symlink_loop),
+    Case("expert with one NaN (search)", "search config", _search_case(
+        _nan_expert_config, r"NaN|non-finite")),
+    Case("item banks of other tasks (search)", "search config", _search_case(
+        _swapped_banks_config, r"item bank of task '\w+'.*does not have")),
+    Case("anchors above the bank size (search)", "search config", _search_case(
+        lambda cfg, t: {**cfg, "fitness": {**cfg["fitness"], "anchors": 100000}},
+        r"fitness.anchors is 100000")),
+    Case("an expert listed twice (search)", "search config", _search_case(
+        lambda cfg, t: {**cfg, "experts": {**cfg["experts"],
+                                           "again": next(iter(cfg["experts"].values()))}},
+        r"are the same model")),
+    Case("the base among the experts (search)", "search config", _search_case(
+        lambda cfg, t: {**cfg, "experts": {**cfg["experts"], "base": cfg["base_model"]}},
+        r"is the base model")),
 ]

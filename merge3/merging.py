@@ -98,6 +98,10 @@ def _plan_slices(recipe: Recipe, method: MergeMethod,
     return MergePlan(recipe, method, base, plan.checkpoints, job, plan.names, slices=plan)
 
 
+def _floating(checkpoint: Checkpoint, name: str) -> bool:
+    return checkpoint.info(name).dtype.is_floating_point
+
+
 def check_compatible(reference: Checkpoint, others: list[Checkpoint]) -> None:
     for other in others:
         if reference.architecture and other.architecture and (
@@ -108,20 +112,26 @@ def check_compatible(reference: Checkpoint, others: list[Checkpoint]) -> None:
                 f"{other.path} is {other.architecture}.",
                 fix="merge only models fine-tuned from the same base architecture.",
             )
-        missing = [n for n in reference.names() if n not in other]
+        # Integer and bool buffers (position ids and the like) come from the reference in
+        # every merge, so a model may lack them or carry more of them: only float tensors
+        # must match (a base shipped with `embeddings.position_ids` merges with experts
+        # re-saved without it).
+        missing = [n for n in reference.names() if n not in other and _floating(reference, n)]
         if missing:
             raise MergeError(
                 f"Tensor {missing[0]!r} is in {reference.path} but missing from {other.path}"
                 f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}.",
                 fix="all models must share one architecture and tensor names.",
             )
-        extra = [n for n in other.names() if n not in reference]
+        extra = [n for n in other.names() if n not in reference and _floating(other, n)]
         if extra:
             raise MergeError(
                 f"Tensor {extra[0]!r} is in {other.path} but not in {reference.path}.",
                 fix="all models must share one architecture and tensor names.",
             )
         for name in reference.names():
+            if name not in other:
+                continue
             want, got = reference.info(name).shape, other.info(name).shape
             if want != got:
                 raise MergeError(

@@ -82,3 +82,38 @@ def test_normalised_weights_that_sum_to_zero_are_refused(llama_family):
         plan_merge(parse_recipe(data))
     data["parameters"]["normalize"] = False
     plan_merge(parse_recipe(data))  # without normalising, a zero sum is a valid recipe
+
+
+def test_integer_buffers_only_the_base_has_do_not_block_a_merge(llama_family, tmp_path):
+    """A base as packages ship it (an int64 `position_ids` buffer) merges with experts
+    re-saved without it; the output keeps the base's buffer. A float tensor an expert
+    lacks is still refused."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from merge3.checkpoints import Checkpoint
+    from merge3.errors import MergeError
+
+    base = tmp_path / "base"
+    shutil.copytree(llama_family["base"], base)
+    state = load_file(str(base / "model.safetensors"))
+    ids = torch.arange(16, dtype=torch.int64).unsqueeze(0)
+    save_file({**state, "model.embeddings.position_ids": ids}, str(base / "model.safetensors"),
+              metadata={"format": "pt"})
+    recipe = _ties(llama_family)
+    recipe["base_model"] = str(base)
+    out = Checkpoint(run_merge(parse_recipe(recipe), tmp_path / "merged", progress=False))
+    assert torch.equal(out.get("model.embeddings.position_ids"), ids)
+    assert set(out.names()) == set(state) | {"model.embeddings.position_ids"}
+
+    lacking = tmp_path / "lacking"
+    shutil.copytree(llama_family["expert_1"], lacking)
+    expert = load_file(str(lacking / "model.safetensors"))
+    dropped = next(k for k, v in expert.items() if v.is_floating_point())
+    del expert[dropped]
+    save_file(expert, str(lacking / "model.safetensors"), metadata={"format": "pt"})
+    recipe["models"][0]["model"] = str(lacking)
+    with pytest.raises(MergeError, match=f"{dropped}.*missing from"):
+        plan_merge(parse_recipe(recipe))

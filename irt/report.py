@@ -10,8 +10,21 @@ from irt.validate import summarize
 __all__ = ["write_report", "best_estimator"]
 
 
-def best_estimator(summary, k: int = 50, split: str = "random") -> tuple[str, str, float]:  # noqa: ANN001
-    """(estimator, selector, MAE pp) with the lowest mean MAE at k anchors on ``split``."""
+REFERENCE_K = 50  # the anchor count the report's headline and pivots compare at
+
+
+def reference_k(summary) -> int:  # noqa: ANN001
+    """The k the report compares at: 50 when it was run, else the run's k closest to 50
+    (``merge3 irt validate --ks 25`` headlines k = 25, not a k it never ran)."""
+    ks = sorted(int(k) for k in summary["k"].unique())
+    return min(ks, key=lambda k: (abs(k - REFERENCE_K), k)) if ks else REFERENCE_K
+
+
+def best_estimator(summary, k: int | None = None, split: str = "random",  # noqa: ANN001
+                   ) -> tuple[str, str, float]:
+    """(estimator, selector, MAE pp) with the lowest mean MAE at k anchors on ``split``
+    (default k: :func:`reference_k`)."""
+    k = reference_k(summary) if k is None else k
     rows = summary[(summary["split"] == split) & (summary["k"] == k)]
     if rows.empty:
         rows = summary[summary["split"] == split]
@@ -46,12 +59,13 @@ def _by_k(summary, splits: list[str]) -> str:  # noqa: ANN001
     head = "| split | estimator | selector | " + " | ".join(f"k={k}" for k in ks) + " |\n"
     head += "|" + "---|" * (3 + len(ks)) + "\n"
     lines = []
+    k_ref = reference_k(summary)
     for split in splits:
         sub = summary[summary["split"] == split]
         for estimator in dict.fromkeys(sub["estimator"]):
             rows = sub[sub["estimator"] == estimator]
-            at50 = rows[rows["k"] == 50]
-            selector = (at50.sort_values("mae_pp").iloc[0]["selector"] if not at50.empty
+            at_ref = rows[rows["k"] == k_ref]
+            selector = (at_ref.sort_values("mae_pp").iloc[0]["selector"] if not at_ref.empty
                         else rows.iloc[0]["selector"])
             line = rows[rows["selector"] == selector].set_index("k")["mae_pp"]
             cells = [f"{line[k]:.2f}" if k in line.index else "" for k in ks]
@@ -60,10 +74,10 @@ def _by_k(summary, splits: list[str]) -> str:  # noqa: ANN001
 
 
 def _recalibration(summary) -> str:  # noqa: ANN001
-    at50 = summary[summary["k"] == 50]
-    before = at50[at50["split"] == "strongest-half (no recal.)"].set_index(
+    at_ref = summary[summary["k"] == reference_k(summary)]
+    before = at_ref[at_ref["split"] == "strongest-half (no recal.)"].set_index(
         ["estimator", "selector"])
-    after = at50[at50["split"] == "strongest-half (recalibrated)"].set_index(
+    after = at_ref[at_ref["split"] == "strongest-half (recalibrated)"].set_index(
         ["estimator", "selector"])
     lines = ["| estimator | selector | MAE no recal. | MAE recal. | Kendall no recal. | "
              "Kendall recal. |", "|---|---|---|---|---|---|"]
@@ -91,26 +105,28 @@ def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
     (out / "info.json").write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
     splits = list(dict.fromkeys(summary["split"]))
     best = best_estimator(summary)
+    k_ref = reference_k(summary)
     parts = [f"# {title}\n", f"Command: `{command}`\n" if command else "",
              f"Machine: {machine}\n" if machine else "",
              f"Population: {info['n_models']} models × {info['n_items']} items. "
-             f"Best at k = 50 on random held-out models: **{best[0]} with {best[1]} anchors, "
+             f"Best at k = {k_ref} on random held-out models: **{best[0]} with {best[1]} anchors, "
              f"{best[2]:.2f} pp MAE**.\n",
              "Calibrations: " + json.dumps(info.get("calibrations", [])) + "\n"]
     if "recalibration_seconds" in info:
         parts.append(f"Recalibration: {info['recalibration_added']} strongest models added, "
                      f"{info['recalibration_seconds']} s.\n")
-    parts.append("\n## MAE (pp) by number of anchors k (selector: the best at k = 50 per "
-                 "estimator and split)\n")
+    parts.append(f"\n## MAE (pp) by number of anchors k (selector: the best at k = {k_ref} "
+                 "per estimator and split)\n")
     parts.append(_by_k(summary, splits))
     if {"strongest-half (no recal.)", "strongest-half (recalibrated)"} <= set(splits):
-        parts.append("\n## Recalibration: the other half of the strongest models, k = 50\n")
+        parts.append(f"\n## Recalibration: the other half of the strongest models, "
+                     f"k = {k_ref}\n")
         parts.append(_recalibration(summary))
     for split in splits:
-        parts.append(f"\n## {split}: MAE (pp) at k = 50, estimator × selector\n")
-        parts.append(_pivot(summary, split, 50, "mae_pp"))
-        parts.append(f"\n## {split}: Kendall τ at k = 50\n")
-        parts.append(_pivot(summary, split, 50, "kendall"))
+        parts.append(f"\n## {split}: MAE (pp) at k = {k_ref}, estimator × selector\n")
+        parts.append(_pivot(summary, split, k_ref, "mae_pp"))
+        parts.append(f"\n## {split}: Kendall τ at k = {k_ref}\n")
+        parts.append(_pivot(summary, split, k_ref, "kendall"))
     parts.append("\n## All rows (mean over seeds)\n")
     parts.append(_markdown(summary, ["split", "k", "selector", "estimator", "mae_pp", "mae_sd",
                                      "spearman", "kendall", "stderr_pp", "coverage95",
@@ -127,9 +143,9 @@ def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
     for ax, split in zip(axes.flat, splits):
         sub = summary[summary["split"] == split]
         for estimator, group in sub.groupby("estimator", sort=False):
-            # each estimator with its best selector at k = 50 on this split
-            at50 = group[group["k"] == 50]
-            selector = (at50.sort_values("mae_pp").iloc[0]["selector"] if not at50.empty
+            # each estimator with its best selector at the reference k on this split
+            at_ref = group[group["k"] == k_ref]
+            selector = (at_ref.sort_values("mae_pp").iloc[0]["selector"] if not at_ref.empty
                         else group.iloc[0]["selector"])
             line = group[group["selector"] == selector].sort_values("k")
             ax.plot(line["k"], line["mae_pp"], marker="o", label=f"{estimator} ({selector})")

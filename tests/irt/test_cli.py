@@ -77,4 +77,10 @@ def test_validate_writes_report_and_plot(table: Path, tmp_path: Path) -> None:
     assert len(summary) == 4 * 2 * 2 * 6
     assert summary["mae_pp"].between(0, 50).all()
     assert (out / "mae_vs_k.png").stat().st_size > 10_000
-    assert "MAE (pp) at k = 50" in (out / "report.md").read_text()
+    # the run's k closest to 50 (10 here), never a k it did not run
+    report = (out / "report.md").read_text()
+    assert "k = 50" not in report and "MAE (pp) at k = 10" in report
+    at_10 = summary[(summary["split"] == "random") & (summary["k"] == 10)]
+    best = at_10.sort_values("mae_pp").iloc[0]
+    assert (f"Best at k = 10 on random held-out models: **{best['estimator']} with "
+            f"{best['selector']} anchors, {best['mae_pp']:.2f} pp MAE**") in report

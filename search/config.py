@@ -20,18 +20,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from merge3.errors import RecipeError
+from merge3.errors import RecipeError, UnknownNameError
 from merge3.genome import GeneGroup
 from merge3.recipe import read_yaml_mapping
 from merge3.registry import did_you_mean
 
 __all__ = ["SearchConfig", "EvaluationSpec", "load_config", "parse_config"]
 
-ESTIMATORS = ("full", "mean", "p-irt", "gp-irt", "mp-irt", "gmp-irt", "aipw")
 
 
 class _Strict(BaseModel):
@@ -55,8 +61,24 @@ class EvaluationSpec(_Strict):
                 "trust_remote_code": self.trust_remote_code}
 
 
+def _irt_estimators():  # noqa: ANN202 - (default name, registry), imported when needed
+    from irt.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
+
+    return DEFAULT_ESTIMATOR, ESTIMATORS
+
+
+def _registered(registry: Any, name: str) -> str:
+    """``name`` if the registry holds it; its did-you-mean error as a config error."""
+    try:
+        registry.get(name)
+    except UnknownNameError as err:
+        raise ValueError(str(err).split(" Fix:")[0]) from None
+    return name
+
+
 class FitnessSpec(_Strict):
-    estimator: Literal["full", "mean", "p-irt", "gp-irt", "mp-irt", "gmp-irt", "aipw"] = "mp-irt"
+    # "full" (every item, no IRT) or a name of irt's ESTIMATORS registry (default: irt's)
+    estimator: str = Field(default_factory=lambda: _irt_estimators()[0])
     item_bank: str | None = None
     anchors: int = Field(50, ge=1)
     anchor_method: str = "kmeans-irt"
@@ -68,15 +90,29 @@ class FitnessSpec(_Strict):
     rescore_items: int = Field(0, ge=0)
     rescore_margin: float = Field(1.0, gt=0)
 
+    @field_validator("estimator")
+    @classmethod
+    def _known_estimator(cls, name: str) -> str:
+        if name != "full":
+            _registered(_irt_estimators()[1], name)
+        return name
+
 
 class StrategySpec(_Strict):
-    sampler: Literal["nsga2", "ga", "cmaes", "random"] = "nsga2"
+    sampler: str = "nsga2"  # a name of search.strategy.SAMPLERS
     population: int = Field(8, ge=2)
     generations: int = Field(4, ge=1)
     seed: int = 0
     storage: str | None = None  # Optuna RDB URL; default: SQLite in the run directory
     crossover_prob: float = Field(0.9, ge=0, le=1)
     mutation_prob: float | None = Field(None, ge=0, le=1)
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, name: str) -> str:
+        from search.strategy import SAMPLERS
+
+        return _registered(SAMPLERS, name)
 
 
 class WorkersSpec(_Strict):
@@ -168,7 +204,9 @@ def parse_config(data: dict[str, Any], source: str = "config") -> SearchConfig:
             known = _known(first["loc"])
             raise RecipeError(f"{source}: unknown key {where!r}.{did_you_mean(key, known)}",
                               fix=f"use one of: {', '.join(known)}.") from None
-        raise RecipeError(f"{source}: {where or 'config'}: {first['msg']}.",
+        message = first["msg"].removeprefix("Value error, ")
+        end = "" if message.endswith((".", "?", "!")) else "."
+        raise RecipeError(f"{source}: {where or 'config'}: {message}{end}",
                           fix="see `merge3 search --help` for the config format.") from None
 
 

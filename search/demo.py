@@ -110,8 +110,12 @@ def run_demo(out: Path, *, quiet: bool = False, size: str = "demo", population: 
         _print_references(console, zoo_dir, objectives)
     console.print(f"\n{outcome.evaluated} candidates, {outcome.item_evaluations} item "
                   f"evaluations, {time.perf_counter() - started:.0f} s in all.")
-    console.print(f"MLflow UI: mlflow ui --backend-store-uri {outcome.tracking_uri} "
-                  f"--host 127.0.0.1   (experiment {outcome.experiment!r})")
+    console.print(f"MLflow UI (experiment {outcome.experiment!r}): .venv/bin/mlflow server "
+                  f"--backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000 "
+                  "--workers 1", soft_wrap=True)
+    if outcome.experiment_id is not None:
+        console.print(f"then open http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}"
+                      "/runs?workflowType=machine_learning", soft_wrap=True)
     console.print(f"export a front member: merge3 export {run_dir} --trial N OUT_DIR")
     return 0
 

@@ -21,11 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
+from irt.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
 from merge3.errors import RecipeError
 
 __all__ = ["Fitness", "TaskScore", "expert_rows", "full_accuracy", "strip_task"]
 
 log = logging.getLogger(__name__)
+
+
+def _uses_endpoints(estimator: str) -> bool:
+    """Whether the estimator reads the experts' abilities (mp-IRT's endpoints)."""
+    return estimator != "full" and ESTIMATORS.get(estimator).uses_endpoints
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ def strip_task(task: str, item_id: str) -> str:
 class Fitness:
     """Which items to ask a candidate, and how to turn its answers into objectives."""
 
-    def __init__(self, tasks: list[str], estimator: str = "mp-irt",
+    def __init__(self, tasks: list[str], estimator: str = DEFAULT_ESTIMATOR,
                  item_bank: str | None = None, anchors: int = 50,
                  anchor_method: str = "kmeans-irt", seed: int = 0,
                  experts: Mapping[str, str] | None = None, rescore_items: int = 0,
@@ -100,7 +106,7 @@ class Fitness:
                                           if i not in have]
             found = expert_rows(list(bank.model_ids), experts or {})
             self.endpoints[task] = np.array([found]) if found else None
-            if estimator in ("mp-irt", "gmp-irt") and experts and len(found) < len(experts):
+            if _uses_endpoints(estimator) and experts and len(found) < len(experts):
                 log.warning("the %s item bank holds %d of the %d experts; mp-IRT's endpoints "
                             "are %s", task, len(found), len(experts),
                             "those" if found else "the bank models nearest each candidate")
@@ -140,7 +146,7 @@ class Fitness:
             y = np.where(np.isnan(y), np.nan, (y >= 0.5).astype(float))  # binary, as calibrated
             value, stderr = prepared.predict(
                 self.estimator, y,
-                self.endpoints[task] if self.estimator in ("mp-irt", "gmp-irt") else None)
+                self.endpoints[task] if _uses_endpoints(self.estimator) else None)
             out[task] = TaskScore(float(value[0]), float(stderr[0]), len(anchor_ids))
         return out
 

@@ -31,7 +31,7 @@ from search.portable import portable_text
 from search.prepare import SearchInputs, prepare
 from search.records import TrialRecord, finished_records, front_of
 from search.rundir import STATE_FILE, RunDirLock, RunState, check_resume
-from search.strategy import fail_interrupted, make_sampler, open_study
+from search.strategy import fail_interrupted, make_sampler, objective_count, open_study
 from search.tracking import Tracker
 from search.workers import WorkerPool, WorkerSpec, default_worker_count, init_ray
 
@@ -54,6 +54,7 @@ class SearchOutcome:
     experiment: str
     parent_run_id: str | None
     item_evaluations: int  # this session's
+    experiment_id: str | None = None  # MLflow's id of ``experiment``
 
 
 def run_search(
@@ -107,7 +108,7 @@ def _check_resume(state: RunState, resolved: dict, run_dir: Path) -> None:
 def _search(config: SearchConfig, inputs: SearchInputs, run_dir: Path, state: RunState, *,
             resume: bool, address: str | None, progress: bool) -> SearchOutcome:
     objectives, strategy = inputs.objectives, config.strategy
-    multi = strategy.sampler == "nsga2" and len(objectives) > 1
+    multi = objective_count(strategy.sampler, len(objectives)) > 1
     sampler = make_sampler(strategy.sampler, population=strategy.population,
                            seed=strategy.seed, crossover_prob=strategy.crossover_prob,
                            mutation_prob=strategy.mutation_prob)
@@ -146,7 +147,8 @@ def _search(config: SearchConfig, inputs: SearchInputs, run_dir: Path, state: Ru
         raise failure
     failed = sum(1 for r in records if not r.complete)
     return SearchOutcome(run_dir, len(records) - failed, failed, front, tracking_uri,
-                         experiment, state.data.get("parent_run_id"), loop.item_evaluations)
+                         experiment, state.data.get("parent_run_id"), loop.item_evaluations,
+                         tracker.experiment_id)
 
 
 def _start_tracking(config: SearchConfig, inputs: SearchInputs, run_dir: Path,

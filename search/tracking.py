@@ -30,6 +30,11 @@ __all__ = ["Tracker", "TrackingError"]
 
 log = logging.getLogger("merge3.search")
 
+# MLflow 3's UI opens an experiment in its GenAI view (traces) unless the experiment says
+# it is model development: a search's runs are, so the UI opens on the runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
 
 class TrackingError(Merge3Error):
     """MLflow could not be reached and the backlog could not be written."""
@@ -113,9 +118,13 @@ class Tracker:
                     self.experiment_name,
                     artifact_location=((self.run_dir / "mlartifacts").resolve().as_uri()
                                        if local else None),
+                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
                 )
             else:
                 self.experiment_id = experiment.experiment_id
+                if EXPERIMENT_KIND_TAG not in experiment.tags:  # a user's own kind stays
+                    self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG,
+                                                   EXPERIMENT_KIND)
             if resume_run_id:
                 self.parent_run_id = resume_run_id
                 self.client.update_run(resume_run_id, status="RUNNING")

@@ -39,24 +39,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_mlflow(port: int, store: Path, artifacts: Path | None = None) -> subprocess.Popen:
+def start_mlflow(port: int, store: Path, artifacts: Path | None = None, *,
+                 command: list[str] | None = None, cwd: Path | None = None,
+                 ) -> subprocess.Popen:
     """Start a server over a SQLite store; return once it answers ``/health``.
 
+    ``command``: the exact words to run instead (e.g. the README's command), in ``cwd``.
     The server's own process group is killed by :func:`stop_mlflow`, so a restart on the
     same port never talks to the previous server's last worker.
     """
     wait_for(lambda: not listening(port), 30, f"port {port} to be free")
     mlflow_bin = Path(sys.executable).parent / "mlflow"
-    command = [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--backend-store-uri", f"sqlite:///{store}"]
-    # artifacts beside the store, never in the server's working directory
-    command += ["--artifacts-destination", str(artifacts or store.parent / "mlartifacts")]
+    if command is None:
+        command = [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
+                   "--workers", "1", "--backend-store-uri", f"sqlite:///{store}"]
+        # artifacts beside the store, never in the server's working directory
+        command += ["--artifacts-destination",
+                    str(artifacts or store.parent / "mlartifacts")]
     # no telemetry (the network is closed); no job runner: its 7 background processes
     # (GenAI jobs, not needed for tracking) slowed the start by 10-15 s on 2 busy cores
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True, env=env)
+                               start_new_session=True, env=env, cwd=cwd)
     try:
         wait_for(lambda: healthy(port) or process.poll() is not None, 120, "the MLflow server")
     except AssertionError:

@@ -10,6 +10,7 @@ from merge3.merging import run_merge
 from merge3.recipe import parse_recipe
 from search.config import parse_config
 from search.materialize import Materializer
+from search.testing.setting import search_config
 
 
 def _genome(llama_family, method="tsv_m", **groups):
@@ -78,3 +79,22 @@ def test_materializer_aligns_once_for_alignment_methods(llama_family):
     assert torch.equal(merged[last], aligned[1].get(last))  # last layer: all model b (aligned)
     materializer.materialize(recipe)
     assert list(materializer.cache.aligned.values()) == [aligned]  # computed once
+
+
+def test_estimator_and_sampler_names_come_from_the_registries():
+    from irt.estimators import DEFAULT_ESTIMATOR
+
+    setting = {"base": "/b", "experts": {"a": "/a", "b": "/c"}, "tasks": {"a": "/t"},
+               "banks": "/k"}
+    config = search_config(setting)
+    config["fitness"] = {"item_bank": "/k"}
+    assert parse_config(config).fitness.estimator == DEFAULT_ESTIMATOR  # one default
+    config["fitness"]["estimator"] = "mp-irtt"
+    with pytest.raises(RecipeError, match=r"fitness.estimator: Unknown estimator 'mp-irtt'\. "
+                                          r"Did you mean 'mp-irt'\?"):
+        parse_config(config)
+    config["fitness"]["estimator"] = "full"
+    config["strategy"]["sampler"] = "nsga"
+    with pytest.raises(RecipeError, match=r"strategy.sampler: Unknown sampler 'nsga'\. "
+                                          r"Did you mean 'nsga2'\?"):
+        parse_config(config)

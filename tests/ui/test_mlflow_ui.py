@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,6 +28,8 @@ from search.config import parse_config
 from search.run import run_search
 from search.testing.setting import search_config
 from tests.mlflow_server import free_port, start_mlflow, stop_mlflow
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The network is closed: without the background-networking flags Chromium keeps trying
@@ -72,8 +76,10 @@ def tracked_search(chromium, search_setting, ray_local, tmp_path_factory):
             filter_string=f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'")
         trials = {int(run.data.tags["merge3.trial"]): run for run in children}
         assert sorted(trials) == list(range(POPULATION * GENERATIONS))
+        assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
         yield SimpleNamespace(url=url, experiment_id=experiment.experiment_id,
-                              parent_run_id=outcome.parent_run_id, trials=trials,
+                              store=root / "server.db", parent_run_id=outcome.parent_run_id,
+                              trials=trials,
                               front=sorted(r.number for r in outcome.front))
     finally:
         stop_mlflow(server)
@@ -215,3 +221,47 @@ def test_search_run_shows_the_pareto_front_artifacts(page, tracked_search):
     expect(image).to_be_visible()
     page.wait_for_function("image => image.complete && image.naturalWidth > 100",
                            arg=image.element_handle())
+
+
+def _readme_command() -> list[str]:
+    """The README's `mlflow server` command, its continuation lines joined."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    block = next(b for b in blocks if "mlflow server" in b)
+    return shlex.split(block.replace("\\\n", " "))
+
+
+def test_the_readme_command_serves_the_demo_store_and_opens_on_the_runs(
+        chromium, page, tracked_search, tmp_path):
+    """The README's own command, run as written from a checkout's root, serves the store
+    `merge3 demo` writes, and the README's link leads to the search's runs (MLflow 3 opens
+    on its GenAI view otherwise)."""
+    from playwright.sync_api import expect
+
+    from merge3.cli import build_parser
+    from search.demo import demo_search_config
+
+    command = _readme_command()
+    store = command[command.index("--backend-store-uri") + 1].removeprefix("sqlite:///")
+    demo = build_parser().parse_args(["demo"])
+    name = demo_search_config(tmp_path, tmp_path, size=demo.size, population=2,
+                              generations=1, anchors=1, workers=1)["name"]
+    assert Path(store) == Path(demo.out) / name / "mlflow.db", "README and demo disagree"
+
+    checkout = tmp_path / "checkout"  # a checkout's root whose demo tracked this search
+    (checkout / store).parent.mkdir(parents=True)
+    shutil.copy(tracked_search.store, checkout / store)
+    port = free_port()
+    command[0] = str(Path(sys.executable).parent / "mlflow")  # .venv/bin/mlflow
+    command[command.index("--port") + 1] = str(port)
+    server = start_mlflow(port, checkout / store, command=command, cwd=checkout)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        experiment = MlflowClient(tracking_uri=url).get_experiment_by_name("ui-search")
+        assert experiment is not None
+        link = re.search(r"http://127\.0\.0\.1:5000(/\S*)", README.read_text()).group(1)
+        assert f"/experiments/{experiment.experiment_id}/" in link
+        _open(page, f"{url}{link}")  # a new origin: none of the other tests' UI settings
+        search_row = page.locator(f'[role=row][row-id="{tracked_search.parent_run_id}"]')
+        expect(search_row.get_by_role("link", name="ui-search", exact=True)).to_be_visible()
+    finally:
+        stop_mlflow(server)

@@ -53,6 +53,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     from irt.calibrate import calibrate
 
     responses = _load(args)
+    if args.per_task:
+        return _calibrate_per_task(args, responses)
     bank = calibrate(responses, model=args.model, dims=args.dims, engine=args.engine,
                      epochs=args.epochs, seed=args.seed)
     bank.save(args.out)
@@ -66,6 +68,31 @@ def _calibrate(args: argparse.Namespace) -> int:
             bank.log_to_mlflow(args.out)
     print(f"item bank {args.out}: {bank.metadata['n_models']} models × {bank.n_items} items, "
           f"{args.model} D = {bank.dims}, engine {args.engine}, {bank.metadata['seconds']} s")
+    return 0
+
+
+def _calibrate_per_task(args: argparse.Namespace, responses) -> int:  # noqa: ANN001
+    """One bank per task under ``--out`` (``OUT/<task>/``): the layout a search's
+    ``fitness.item_bank`` reads. Items without a task are refused, not pooled."""
+    import numpy as np
+
+    from irt.calibrate import calibrate
+    from irt.errors import IRTError
+
+    tasks = responses.tasks()
+    if "" in tasks:
+        first = responses.item_ids[responses.item_tasks.index("")]
+        raise IRTError(f"--per-task: item {first!r} has no task.",
+                       fix="use response files that name each item's task (task/item ids, "
+                           "lm-eval or merge3 eval logs), or calibrate without --per-task.")
+    for task in tasks:
+        cols = np.flatnonzero(np.array(responses.item_tasks) == task)
+        bank = calibrate(responses.select_items(cols), model=args.model, dims=args.dims,
+                         engine=args.engine, epochs=args.epochs, seed=args.seed)
+        bank.save(args.out / task)
+        print(f"item bank {args.out / task}: {bank.metadata['n_models']} models × "
+              f"{bank.n_items} items, {args.model} D = {bank.dims}, engine {args.engine}, "
+              f"{bank.metadata['seconds']} s")
     return 0
 
 
@@ -165,6 +192,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mlflow-tracking-uri", default=None,
                    help="log the bank as an MLflow artifact to this tracking URI")
+    p.add_argument("--per-task", action="store_true",
+                   help="one bank per task, OUT/<task>/ (the folder a search's "
+                        "fitness.item_bank takes), from multi-task responses")
     _add_input_options(p)
     p.set_defaults(func=_calibrate)
 

@@ -84,3 +84,20 @@ def test_validate_writes_report_and_plot(table: Path, tmp_path: Path) -> None:
     best = at_10.sort_values("mae_pp").iloc[0]
     assert (f"Best at k = 10 on random held-out models: **{best['estimator']} with "
             f"{best['selector']} anchors, {best['mae_pp']:.2f} pp MAE**") in report
+
+
+def test_calibrate_per_task_writes_the_bank_folder_a_search_reads(table: Path, tmp_path: Path,
+                                                                  capsys) -> None:  # noqa: ANN001
+    from irt.bank import load_bank
+
+    banks = tmp_path / "banks"
+    assert _run(["irt", "calibrate", str(table), "--out", str(banks), "--dims", "1",
+                 "--per-task"]) == 0
+    rows = pd.read_csv(table)
+    tasks = sorted(rows["task"].unique())
+    assert sorted(p.name for p in banks.iterdir()) == tasks
+    for task in tasks:
+        bank = load_bank(banks / task)
+        expected = {f"{task}/{i}" for i in rows.loc[rows["task"] == task, "item"]}
+        assert set(bank.item_ids) == expected  # only that task's items
+    assert capsys.readouterr().out.count("item bank ") == len(tasks)

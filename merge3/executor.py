@@ -227,13 +227,15 @@ def merge_tensor(
     out_dtype: torch.dtype | None = None,
     precomputed: Any = NOT_COMPUTED,
     labels: Sequence[str] | None = None,
+    model_stats: Any = None,
 ) -> torch.Tensor:
     """Merge one tensor: float32 arithmetic (float64 stays float64) on ``device`` (default:
     where the inputs are), the result in ``out_dtype`` (default: the working dtype).
 
     ``labels`` name the inputs (then the base) in the error raised when an input holds
     NaN/Inf; ``precomputed`` is the method's genome-independent work for this tensor when
-    the caller cached it. Elementwise methods work on slices of large tensors.
+    the caller cached it; ``model_stats`` the result of its whole-model pass, where the
+    caller (``merge_model``) ran one. Elementwise methods work on slices of large tensors.
     """
     first = tensors[0]
     work = torch.float64 if first.dtype == torch.float64 else torch.float32
@@ -261,7 +263,7 @@ def merge_tensor(
         merged = method(
             inputs, base_work, name=name,
             generator=tensor_generator(seed, name) if method.wants_generator else None,
-            precomputed=precomputed, **params,
+            precomputed=precomputed, model_stats=model_stats, **params,
         )
         if not bool(torch.isfinite(merged.sum())):  # a NaN/Inf input propagates here
             for x, label in zip([*inputs, base_work], names):
@@ -285,6 +287,7 @@ class MergeCache:
     precomputed: dict[tuple, Any] = field(default_factory=dict)
     unchanged: dict[str, bool] = field(default_factory=dict)
     aligned: dict[tuple, list[StateDict]] = field(default_factory=dict)
+    model_memo: dict[str, dict] = field(default_factory=dict)  # per method: its model pass'
 
 
 def _precompute_key(method: MergeMethod, name: str, params: Mapping[str, Any]) -> tuple:
@@ -341,6 +344,12 @@ def merge_model(
         inputs = aligned_inputs(job, inputs, names, cache)
     labels = [_label(s) for s in inputs] + ([] if base is None else [_label(base)])
     uses_base = base is not None and method.base != "unused"
+    model_stats = None
+    if method.model_pass is not None:
+        from merge3.model_pass import run_model_pass
+
+        model_stats = run_model_pass(job, base if uses_base else None, reference, inputs,
+                                     names, device, cache)
     for name in names:
         ref_tensor = reference.get(name)
         if not ref_tensor.is_floating_point():
@@ -352,14 +361,15 @@ def merge_model(
                                       dtype=job.out_dtype or ref_tensor.dtype)
         else:
             yield name, _merge_cached(job, name, ref_tensor, tensors, uses_base, labels,
-                                      device, cache)
+                                      device, cache, model_stats)
         if on_tensor is not None:
             on_tensor(name)
 
 
 def _merge_cached(job: MergeJob, name: str, ref_tensor: torch.Tensor,
                   tensors: list[torch.Tensor], uses_base: bool, labels: list[str],
-                  device: torch.device | str | None, cache: MergeCache | None) -> torch.Tensor:
+                  device: torch.device | str | None, cache: MergeCache | None,
+                  model_stats: Any = None) -> torch.Tensor:
     method = job.method
     out_dtype = job.out_dtype or ref_tensor.dtype
     t = layer_position(name, job.num_layers)
@@ -378,7 +388,7 @@ def _merge_cached(job: MergeJob, name: str, ref_tensor: torch.Tensor,
     return merge_tensor(method, name, ref_tensor if uses_base else None, tensors,
                         job.input_settings, job.global_settings, t=t, seed=job.seed,
                         device=device, out_dtype=out_dtype, precomputed=precomputed,
-                        labels=labels)
+                        labels=labels, model_stats=model_stats)
 
 
 def _unchanged(name: str, base: torch.Tensor, tensors: Sequence[torch.Tensor],

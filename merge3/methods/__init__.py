@@ -5,23 +5,30 @@ from __future__ import annotations
 from merge3.methods import (  # noqa: F401
     alignment,
     arcee_fusion,
+    cart,
     consensus,
     della,
     iso,
     karcher,
     linear,
+    magmax,
     model_stock,
     multislerp,
     nearswap,
     nuslerp,
     passthrough,
+    pcb,
     ram,
     sce,
     slerp,
     task_arithmetic,
     tsv,
+    wudi,
 )
 from merge3.methods.base import METHODS, MergeMethod, merge_method
+from merge3.methods.svc import register_calibrated
+
+register_calibrated()  # svc_<method> for every method above that needs a base
 
 __all__ = ["METHODS", "MergeMethod", "merge_method", "get_method"]
 

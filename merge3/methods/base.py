@@ -67,6 +67,13 @@ class MergeMethod:
     # The executor caches it per tensor where the inputs stay fixed (a search worker).
     precompute: Callable[..., Any] | None = None
     precompute_params: tuple[str, ...] = ()
+    # Whole-model work before the per-tensor merge (e.g. one threshold over the whole model,
+    # FusionBench's TIES): ``model_pass(stream, setting, memo)`` streams the model as often as
+    # it needs (``stream()`` yields ``(name, inputs, base)`` per floating tensor), reads a
+    # parameter that must hold model-wide with ``setting(key)``, and may keep
+    # genome-independent work in ``memo`` (a search worker's lives as long as its inputs).
+    # Its result reaches ``func`` as ``model_stats`` (None where no whole model is merged).
+    model_pass: Callable[..., Any] | None = None
     ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     description: str = ""
 
@@ -82,9 +89,12 @@ class MergeMethod:
         name: str = "",
         generator: torch.Generator | None = None,
         precomputed: Any = NOT_COMPUTED,
+        model_stats: Any = None,
         **params: Any,
     ) -> torch.Tensor:
         kwargs = {python_name(k): v for k, v in params.items()}
+        if self.model_pass is not None:
+            kwargs["model_stats"] = model_stats
         if self.precompute is not None:
             if precomputed is NOT_COMPUTED:
                 precomputed = self.prepare(tensors, base, name=name, **params)
@@ -129,6 +139,7 @@ def merge_method(
     base_is_input: bool = False,
     elementwise: bool = False,
     precompute: Callable[..., Any] | None = None,
+    model_pass: Callable[..., Any] | None = None,
     ranges: dict[str, tuple[float | None, float | None]] | None = None,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register ``func(tensors, base, *, <per-model lists>, <globals>=default)``.
@@ -139,7 +150,9 @@ def merge_method(
     called ``name`` the tensor's name. ``precompute(tensors, base, *, name, <some
     globals>)`` is the genome-independent part of the method: its result reaches ``func``
     as the keyword ``precomputed``, and a search worker computes it once per tensor.
-    ``ranges`` bound parameter values (checked at parse time) beyond PARAMETER_RANGES.
+    ``model_pass`` is whole-model work (see ``MergeMethod.model_pass``); ``func`` then
+    takes ``model_stats``. ``ranges`` bound parameter values (checked at parse time)
+    beyond PARAMETER_RANGES.
     """
     per_model = dict(per_model or {})
 
@@ -149,7 +162,8 @@ def merge_method(
         for param in signature.parameters.values():
             if param.kind is not inspect.Parameter.KEYWORD_ONLY:
                 continue
-            if param.name in ("generator", "name", "precomputed") or param.name in per_model:
+            if (param.name in ("generator", "name", "precomputed", "model_stats")
+                    or param.name in per_model):
                 continue
             if param.default is inspect.Parameter.empty:
                 raise TypeError(f"{func.__name__}: global parameter {param.name} needs a default")
@@ -188,6 +202,7 @@ def merge_method(
                 elementwise=elementwise,
                 precompute=precompute,
                 precompute_params=precompute_params,
+                model_pass=model_pass,
                 ranges={**{k: v for k, v in PARAMETER_RANGES.items()
                            if k in per_model or k in global_params}, **(ranges or {})},
                 description=doc.splitlines()[0] if doc else "",

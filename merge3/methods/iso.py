@@ -29,10 +29,18 @@ def iso_c_matrix(delta_sum: torch.Tensor) -> torch.Tensor:
 
 
 def iso_cts_ranks(r: int, num_tasks: int, common_fraction: float) -> tuple[int, int]:
-    """Common rank k_c and per-task rank k_t with k_c + T·k_t = r (k_c ≈ f·r)."""
-    k_common = int(common_fraction * r)
-    k_common += (r - k_common) % num_tasks
-    return k_common, (r - k_common) // num_tasks
+    """Common rank k_c and per-task rank k_t with k_c + T·k_t = r, rounded as the authors'
+    code (``iso_cts`` in github.com/danielm1405/iso-merging, src/utils/iso.py, and
+    FusionBench's copy): k_c0 = ⌊f·r⌋, T·k_t = round((r − k_c0)/T)·T with Python's
+    round (half to even), k_c = r − T·k_t. So the task space is rounded to the nearest
+    multiple of T, not down: r = 384, f = 0.8, T = 6 gives k_c = 306, k_t = 13.
+    Where rounding up would leave k_c < 0 (f near 0), k_t is rounded down instead (the
+    reference slices past its bases there)."""
+    k_common = int(r * common_fraction)
+    k_task = round((r - k_common) / num_tasks)
+    if num_tasks * k_task > r:
+        k_task = r // num_tasks
+    return r - num_tasks * k_task, k_task
 
 
 def iso_cts_matrix(

@@ -9,11 +9,21 @@ contributed, and scale by λ: θ = θ_0 + λ·merged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
+from merge3.errors import MergeError
 from merge3.methods.base import merge_method
-from merge3.methods.sparsify import Trim, dare_trim, magnitude_mask, outlier_mask
+from merge3.methods.sparsify import (
+    Trim,
+    check_trim_scope,
+    dare_trim,
+    magnitude_mask,
+    model_magnitude_thresholds,
+    model_trim,
+    outlier_mask,
+)
 
 Sparsifier = Callable[[torch.Tensor, int], Trim]  # (τ_i, i) -> which entries survive
 
@@ -27,8 +37,12 @@ def combine_task_vectors(
     sign_consensus: bool = False,
     normalize: bool = False,
     lambda_: float = 1.0,
+    zero_sign: int = 1,
 ) -> torch.Tensor:
     """θ_0 + λ · combine_i(w_i · sparsify(θ_i − θ_0)); shapes: every tensor like ``base``.
+
+    The elected sign is that of the summed trimmed mass; where that sum is exactly 0 it is
+    + (mergekit), or − with ``zero_sign=-1`` (FusionBench's whole-model majority).
 
     Working memory: a few base-sized float32 buffers and, for sign election, one bool
     mask per model — never an N-fold stack of float32 task vectors.
@@ -75,7 +89,8 @@ def combine_task_vectors(
     merged = torch.zeros_like(base)
     for i in range(len(tensors)):
         merged.add_(trimmed(i))
-    positive = merged >= 0  # the elected sign: + where the summed mass is >= 0
+    # the elected sign: + where the summed mass is > 0, and where it is 0 as zero_sign says
+    positive = merged >= 0 if zero_sign > 0 else merged > 0
     merged.zero_()
     divisor = torch.zeros_like(base)
     for i in range(len(tensors)):
@@ -113,12 +128,30 @@ def task_arithmetic(
     return combine_task_vectors(tensors, base, weight, normalize=normalize, lambda_=lambda_)
 
 
+def _magnitude_trim(name: str, density: list[float], trim_scope: str,
+                    model_stats: Any) -> tuple[Sparsifier, int]:
+    """TIES's trim, and the sign where the trimmed sum is 0: per tensor (mergekit: +), or
+    by one model-wide threshold with FusionBench's model-wide majority sign."""
+    if check_trim_scope(trim_scope, "ties") == "tensor":
+        return (lambda d, i: Trim(magnitude_mask(d, density[i]))), 1
+    if model_stats is None:
+        raise MergeError(f"ties: tensor {name!r}: trim_scope: model needs the whole model's "
+                         "task vectors, and this merge sees one tensor (a slice, or "
+                         "merge_tensor called directly).",
+                         fix="merge whole models (merge3 merge, a search), or use "
+                             "trim_scope: tensor.")
+
+    return (lambda d, i: model_trim(d, density[i], model_stats.thresholds[i])), \
+        model_stats.zero_sign
+
+
 @merge_method(
     "ties",
     pretty_name="TIES",
     reference="https://arxiv.org/abs/2306.01708",
     per_model={"weight": 1.0, "density": 1.0},
     masks=True,
+    model_pass=model_magnitude_thresholds,
 )
 def ties(
     tensors: list[torch.Tensor],
@@ -126,17 +159,23 @@ def ties(
     *,
     weight: list[float],
     density: list[float],
+    name: str = "",
+    model_stats: Any = None,
     normalize: bool = True,
     lambda_: float = 1.0,
     int8_mask: bool = False,
+    trim_scope: str = "tensor",
 ) -> torch.Tensor:
     """Trim each τ_i to its top-``density`` magnitudes, elect signs, disjoint mean
-    (Yadav et al., NeurIPS 2023). Trims per tensor, like mergekit. ``int8_mask`` is
-    accepted for mergekit recipes and changes nothing."""
+    (Yadav et al., NeurIPS 2023). ``trim_scope: tensor`` trims per tensor, like mergekit;
+    ``model`` keeps |τ_i| ≥ the model-wide threshold of FusionBench's ``topk_values_mask``
+    (the paper's rule), and where the trimmed sum is exactly 0 elects FusionBench's
+    model-wide majority sign instead of +. ``int8_mask`` is accepted for mergekit recipes
+    and changes nothing."""
+    sparsify, zero_sign = _magnitude_trim(name, density, trim_scope, model_stats)
     return combine_task_vectors(
-        tensors, base, weight,
-        sparsify=lambda d, i: Trim(magnitude_mask(d, density[i])),
-        sign_consensus=True, normalize=normalize, lambda_=lambda_,
+        tensors, base, weight, sparsify=sparsify, sign_consensus=True, normalize=normalize,
+        lambda_=lambda_, zero_sign=zero_sign,
     )
 
 

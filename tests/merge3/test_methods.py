@@ -203,7 +203,7 @@ def test_iso_c_spectrum_is_flat():
 def test_iso_cts_ranks_add_up(r, tasks, f):
     k_common, k_task = iso_cts_ranks(r, tasks, f)
     assert k_common + tasks * k_task == r
-    assert k_common >= int(f * r) and k_task >= 0
+    assert k_common >= 0 and k_task >= 0  # the rounding itself: test_datafree_methods.py
 
 
 def test_iso_cts_matrix_flat_with_full_rank():

@@ -60,6 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="auto, float32, bfloat16 or float16 (auto: fp32 on CPU, bf16 on CUDA)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="items per forward pass (default: the backend's)")
+    parser.add_argument("--max-length", type=int, default=None, metavar="N",
+                        help="tokens the model reads per input, longer contexts cut from the "
+                        "left (lm-eval's max_length; default: the model's own window, e.g. "
+                        "512 for a BERT encoder); at most that window")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run Python code shipped in the model directory (config.json "
@@ -90,11 +94,19 @@ def run_eval(args: argparse.Namespace) -> int:
                "progress": not args.no_progress, "trust_remote_code": args.trust_remote_code}
     if args.batch_size:
         options["batch_size"] = args.batch_size
+    if args.max_length is not None:
+        if args.max_length < 1:
+            raise Merge3Error(f"--max-length must be >= 1, not {args.max_length}.")
+        options["max_length"] = args.max_length
     start = time.perf_counter()
     default_name = Path(args.model).resolve().name
     from evaluators.mass_cli import make_routed_evaluator, routing_summary, wants_routing
 
     routed = wants_routing(args)
+    if routed and args.max_length is not None:
+        raise Merge3Error("--max-length does not apply to routed evaluation (--route mass), "
+                          "which reads each input up to the encoder's window.",
+                          fix="drop --max-length.")
     if routed:
         evaluator, default_name = make_routed_evaluator(args)
     else:

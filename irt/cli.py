@@ -34,10 +34,26 @@ def _dims(text: str) -> int | None:
     return None if text == "auto" else int(text)
 
 
+def _names(pairs: list[str] | None) -> dict[str, str]:
+    """``--name OLD=NEW`` (repeatable, or comma-separated) as {old: new}."""
+    from irt.errors import IRTError
+
+    names: dict[str, str] = {}
+    for pair in (p.strip() for text in pairs or [] for p in text.split(",") if p.strip()):
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise IRTError(f"--name {pair!r} is not OLD=NEW.",
+                           fix="write --name __work__models__gpt2_a=gpt2_a (an lm-eval output "
+                               "folder, pretrained path or model id = the id to use).")
+        names[old.strip()] = new.strip()
+    return names
+
+
 def _load(args: argparse.Namespace):  # noqa: ANN202 - ResponseMatrix
     from irt.loaders import load_responses
 
-    return load_responses(args.responses, metric=args.metric, filter_name=args.filter)
+    return load_responses(args.responses, metric=args.metric, filter_name=args.filter,
+                          names=_names(getattr(args, "name", None)) or None)
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
@@ -195,6 +211,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--per-task", action="store_true",
                    help="one bank per task, OUT/<task>/ (the folder a search's "
                         "fitness.item_bank takes), from multi-task responses")
+    p.add_argument("--name", action="append", default=None, metavar="OLD=NEW",
+                   help="rename a model (repeatable or comma-separated): OLD is an lm-eval "
+                        "output folder, a pretrained path or a model id. lm-eval models are "
+                        "named after their output folder (__work__models__gpt2_a -> gpt2_a, "
+                        "as merge3 eval names them)")
     _add_input_options(p)
     p.set_defaults(func=_calibrate)
 

@@ -10,16 +10,15 @@ with the mean-preserving threshold (tinyBenchmarks, Polo et al. 2024).
 from __future__ import annotations
 
 import json
-import math
-import re
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from irt.errors import ResponseFileError
+from irt.lm_eval_logs import LM_EVAL_METRICS, ShrunkRunWarning, lm_eval_records
+from irt.records import Record, check_score, is_merge3_results, read_jsonl
 from irt.responses import ResponseMatrix, item_key
 
 __all__ = [
@@ -28,42 +27,11 @@ __all__ = [
     "load_lm_eval_samples",
     "load_merge3_eval_logs",
     "LM_EVAL_METRICS",
+    "ShrunkRunWarning",
 ]
 
-# Metric fields looked for, in order, when an lm-eval record does not list its metrics.
-LM_EVAL_METRICS = ("acc", "exact_match", "acc_norm", "em", "f1", "pass@1", "mcc", "bleu")
-_LM_EVAL_NAME = re.compile(r"^samples_(?P<task>.+?)(?:_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-.:]+))?$")
 
-
-@dataclass(frozen=True, slots=True)
-class _Record:
-    model: str
-    item: str
-    task: str
-    score: float
-    where: str  # "file, line n" for duplicate reports
-
-
-def _check_score(value: object, path: Path, line: int, field: str) -> float:
-    if value is None or (isinstance(value, str) and value.strip() == ""):
-        return math.nan
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        score = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ResponseFileError(path, f"{field} {value!r} is not a number.", line=line,
-                                fix=f"write {field} as a number in [0, 1] (or leave it "
-                                    "empty for a missing response).") from None
-    if math.isnan(score):
-        return score
-    if not 0.0 <= score <= 1.0:
-        raise ResponseFileError(path, f"{field} {score} is outside [0, 1].", line=line,
-                                fix="rescale the metric to [0, 1] before loading.")
-    return score
-
-
-def _frame(records: Sequence[_Record]):  # noqa: ANN202 - pandas DataFrame
+def _frame(records: Sequence[Record]):  # noqa: ANN202 - pandas DataFrame
     import pandas as pd
 
     return pd.DataFrame({"model": [r.model for r in records], "item": [r.item for r in records],
@@ -72,12 +40,16 @@ def _frame(records: Sequence[_Record]):  # noqa: ANN202 - pandas DataFrame
                          "where": [r.where for r in records]})
 
 
-def _assemble(parts: Sequence[object], binarize: bool) -> ResponseMatrix:
-    """Join tables (columns model, item, task, score, where) into one ResponseMatrix."""
+def _assemble(parts: Sequence[object], binarize: bool,
+              names: Mapping[str, str] | None = None) -> ResponseMatrix:
+    """Join tables (columns model, item, task, score, where) into one ResponseMatrix;
+    ``names`` renames models (old id -> new id)."""
     import pandas as pd
 
     frames = [p if isinstance(p, pd.DataFrame) else _frame(p) for p in parts]
     frame = pd.concat(frames, ignore_index=True) if frames else _frame([])
+    if names:
+        frame["model"] = frame["model"].map(lambda m: names.get(m, m))
     duplicated = frame.duplicated(["model", "item"], keep="first").to_numpy()
     if duplicated.any():
         second = int(np.argmax(duplicated))
@@ -87,7 +59,8 @@ def _assemble(parts: Sequence[object], binarize: bool) -> ResponseMatrix:
         raise ResponseFileError(frame["where"].iat[second], f"duplicate response of model "
                                 f"{model!r} to item {item!r} (first seen at "
                                 f"{frame['where'].iat[first]}).",
-                                fix="keep one score per model and item.")
+                                fix="keep one score per model and item (two models logged "
+                                    "under one name: tell them apart with --name OLD=NEW).")
     model_codes, models = pd.factorize(frame["model"], sort=False)
     item_codes, items = pd.factorize(frame["item"], sort=False)
     scores = np.full((len(models), len(items)), np.nan)
@@ -188,129 +161,25 @@ def load_long_table(path: str | Path, binarize: bool = True) -> ResponseMatrix:
     return _assemble([_long_table_records(Path(path))], binarize)
 
 
-# ---------------------------------------------------------------------- jsonl helpers
-def _read_jsonl(path: Path) -> Iterable[tuple[int, dict]]:
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as err:
-        raise ResponseFileError(path, f"cannot be opened ({err.strerror}).",
-                                fix="check the path.") from None
-    with handle:
-        for line_no, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ResponseFileError(path, f"invalid JSON ({err.msg} at column {err.colno}).",
-                                        line=line_no,
-                                        fix="write one JSON object per line.") from None
-            if not isinstance(obj, dict):
-                raise ResponseFileError(path, "a line must be a JSON object.", line=line_no,
-                                        fix="write one JSON object per line.")
-            yield line_no, obj
-
-
 # ---------------------------------------------------------------------- lm-eval
-def _lm_eval_model_name(directory: Path) -> str:
-    for results in sorted(directory.glob("results*.json"), reverse=True):
-        try:
-            data = json.loads(results.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        name = data.get("model_name") or data.get("config", {}).get("model_name")
-        if name:
-            return str(name)
-    return directory.name
-
-
-def _lm_eval_records(path: Path, model: str, metric: str | None,
-                     filter_name: str | None) -> list[_Record]:
-    match = _LM_EVAL_NAME.match(path.stem)
-    if not match:
-        raise ResponseFileError(path, "is not named samples_<task>[_<date>].jsonl.",
-                                fix="pass the files written by lm_eval --log_samples.")
-    task = match["task"]
-    records = []
-    chosen_filter = filter_name
-    for line, obj in _read_jsonl(path):
-        if "doc_id" not in obj:
-            raise ResponseFileError(path, "record has no 'doc_id'.", line=line,
-                                    fix="use lm-evaluation-harness --log_samples output.")
-        record_filter = obj.get("filter")
-        if chosen_filter is None:
-            chosen_filter = record_filter
-        if record_filter != chosen_filter:
-            continue  # the same doc scored under another filter (e.g. flexible-extract)
-        field = metric
-        if field is None:
-            listed = obj.get("metrics")
-            candidates = ([m for m in listed if isinstance(m, str)] if isinstance(listed, list)
-                          else []) + list(LM_EVAL_METRICS)
-            field = next((m for m in candidates if m in obj), None)
-        if field is None or field not in obj:
-            raise ResponseFileError(path, f"record has no metric field "
-                                    f"{metric or 'of ' + str(list(LM_EVAL_METRICS))}.",
-                                    line=line, fix="pass --metric NAME with a field the "
-                                    "records have.")
-        value = obj[field]
-        if isinstance(value, list | tuple) and len(value) >= 1:
-            value = value[0]  # some metrics log (score, extra) pairs
-        score = _check_score(value, path, line, f"metric {field!r}")
-        records.append(_Record(model, item_key(task, str(obj["doc_id"])), task, score,
-                               f"{path}, line {line}"))
-    return records
-
-
-def _latest_per_task(files: Sequence[Path]) -> list[Path]:
-    """lm-eval writes one file per task and run; keep the latest run of each task."""
-    best: dict[tuple[Path, str], tuple[str, Path]] = {}
-    for f in files:
-        match = _LM_EVAL_NAME.match(f.stem)
-        task, date = (match["task"], match["date"] or "") if match else (f.stem, "")
-        key = (f.parent, task)
-        if key not in best or date > best[key][0]:
-            best[key] = (date, f)
-    return sorted(p for _, p in best.values())
-
-
 def load_lm_eval_samples(paths: Sequence[str | Path] | str | Path, metric: str | None = None,
                          filter_name: str | None = None, binarize: bool = True,
-                         model: str | None = None) -> ResponseMatrix:
+                         model: str | None = None,
+                         names: Mapping[str, str] | None = None) -> ResponseMatrix:
     """Load lm-evaluation-harness ``samples_<task>_<date>.jsonl`` files.
 
     ``paths``: files, model directories (``<output>/<model>/samples_*.jsonl``) or an output
-    directory holding several. The model name is ``model_name`` from the neighbouring
-    ``results_*.json`` or the directory name; ``metric`` defaults to the record's first
-    listed metric (``acc``, ``exact_match``...).
+    directory holding several. The model id comes from the output folder (irt.lm_eval_logs:
+    ``__work__models__gpt2_a`` -> ``gpt2_a``), ``names`` renames (folder, model_name or id
+    -> id) and ``model`` overrides it; ``metric`` defaults to the record's first listed
+    metric (``acc``, ``exact_match``...).
     """
-    return _assemble([_lm_eval_all(paths, metric, filter_name, model)], binarize)
-
-
-def _lm_eval_all(paths: Sequence[str | Path] | str | Path, metric: str | None,
-                 filter_name: str | None, model: str | None) -> list[_Record]:
-    if isinstance(paths, str | Path):
-        paths = [paths]
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files.extend(sorted(p.rglob("samples_*.jsonl")))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise ResponseFileError(p, "does not exist.", fix="check the path.")
-    if not files:
-        raise ResponseFileError(", ".join(map(str, paths)), "holds no samples_*.jsonl file.",
-                                fix="run lm_eval with --log_samples --output_path DIR.")
-    records: list[_Record] = []
-    for f in _latest_per_task(files):
-        records.extend(_lm_eval_records(f, model or _lm_eval_model_name(f.parent), metric,
-                                        filter_name))
-    return records
+    return _assemble([lm_eval_records(paths, metric, filter_name, model, names)], binarize,
+                     None if model else names)
 
 
 # ---------------------------------------------------------------------- merge3 logs
-def _merge3_model_records(model_dir: Path) -> list[_Record]:
+def _merge3_model_records(model_dir: Path, only: Path | None = None) -> list[Record]:
     results_path = model_dir / "results.json"
     try:
         results = json.loads(results_path.read_text(encoding="utf-8"))
@@ -322,8 +191,9 @@ def _merge3_model_records(model_dir: Path) -> list[_Record]:
                                 "'merge3-eval-v1'.", fix="re-run merge3 eval --log-samples.")
     model = str(results.get("model") or model_dir.name)
     records = []
-    for f in sorted(model_dir.glob("samples_*.jsonl")):
-        for line, obj in _read_jsonl(f):
+    files = [only] if only is not None else sorted(model_dir.glob("samples_*.jsonl"))
+    for f in files:
+        for line, obj in read_jsonl(f):
             for key in ("task", "item", "score"):
                 if key not in obj:
                     raise ResponseFileError(f, f"record has no {key!r}.", line=line,
@@ -334,9 +204,9 @@ def _merge3_model_records(model_dir: Path) -> list[_Record]:
                                         f"{model!r} in results.json.", line=line,
                                         fix="keep one model per directory.")
             task = str(obj["task"])
-            score = _check_score(obj["score"], f, line, "score")
-            records.append(_Record(model, item_key(task, str(obj["item"])), task, score,
-                                   f"{f}, line {line}"))
+            score = check_score(obj["score"], f, line, "score")
+            records.append(Record(model, item_key(task, str(obj["item"])), task, score,
+                                  f"{f}, line {line}"))
     return records
 
 
@@ -345,7 +215,7 @@ def load_merge3_eval_logs(path: str | Path, binarize: bool = True) -> ResponseMa
     return _assemble([_merge3_all(Path(path))], binarize)
 
 
-def _merge3_all(path: Path) -> list[_Record]:
+def _merge3_all(path: Path) -> list[Record]:
     if (path / "results.json").exists():
         return _merge3_model_records(path)
     model_dirs = sorted(p.parent for p in path.glob("*/results.json"))
@@ -356,24 +226,35 @@ def _merge3_all(path: Path) -> list[_Record]:
 
 
 # ---------------------------------------------------------------------- dispatcher
-def _is_merge3_dir(path: Path) -> bool:
-    candidates = [path / "results.json", *path.glob("*/results.json")]
-    for c in candidates:
-        try:
-            if json.loads(c.read_text(encoding="utf-8")).get("format") == "merge3-eval-v1":
-                return True
-        except (OSError, json.JSONDecodeError, AttributeError):
-            continue
-    return False
+def _directory_records(path: Path, metric: str | None, filter_name: str | None,
+                       names: Mapping[str, str] | None) -> list[Record]:
+    """Every merge3 eval log folder and lm-eval sample file under ``path``: merge3's own
+    ``samples_<task>.jsonl`` are read as merge3 logs, never as lm-eval files."""
+    merge3_dirs = sorted({r.parent for r in path.rglob("results.json") if is_merge3_results(r)})
+    has_lm_eval = any(not is_merge3_results(f.parent / "results.json")
+                      for f in path.rglob("samples_*.jsonl"))
+    if not merge3_dirs and not has_lm_eval:
+        raise ResponseFileError(path, "holds no merge3 eval logs (<model>/results.json) and "
+                                "no lm-eval samples_*.jsonl.",
+                                fix="pass the OUT directory of merge3 eval --log-samples or of "
+                                    "lm_eval --log_samples --output_path.")
+    records = [r for d in merge3_dirs for r in _merge3_model_records(d)]
+    if has_lm_eval:
+        records += lm_eval_records([path], metric, filter_name, None, names)
+    return records
 
 
 def load_responses(paths: Sequence[str | Path] | str | Path, binarize: bool = True,
-                   metric: str | None = None, filter_name: str | None = None) -> ResponseMatrix:
+                   metric: str | None = None, filter_name: str | None = None,
+                   names: Mapping[str, str] | None = None) -> ResponseMatrix:
     """Load and join any mix of long tables, lm-eval sample files and merge3 eval logs.
 
     The format of each path is detected: ``.csv/.tsv/.parquet`` → long table; a directory
-    with ``results.json`` of format merge3-eval-v1 → merge3 logs; other ``.jsonl`` files or
-    directories → lm-eval samples. Items are keyed ``task/item`` across all formats.
+    → every merge3 eval log folder (``results.json`` of format merge3-eval-v1) and every
+    lm-eval ``samples_*.jsonl`` under it; a ``.jsonl`` file → merge3's when a merge3
+    ``results.json`` is beside it, else lm-eval's. Items are keyed ``task/item`` across all
+    formats; ``names`` renames models (for lm-eval, keys may also be the output folder or
+    the pretrained path).
     """
     if isinstance(paths, str | Path):
         paths = [paths]
@@ -383,12 +264,14 @@ def load_responses(paths: Sequence[str | Path] | str | Path, binarize: bool = Tr
             raise ResponseFileError(path, "does not exist.", fix="check the path.")
         if path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".parquet"):
             records.append(_long_table_records(path))
-        elif path.is_dir() and _is_merge3_dir(path):
-            records.append(_merge3_all(path))
-        elif path.is_dir() or path.suffix.lower() == ".jsonl":
-            records.append(_lm_eval_all([path], metric, filter_name, None))
+        elif path.is_dir():
+            records.append(_directory_records(path, metric, filter_name, names))
+        elif path.suffix.lower() == ".jsonl" and is_merge3_results(path.parent / "results.json"):
+            records.append(_merge3_model_records(path.parent, only=path))
+        elif path.suffix.lower() == ".jsonl":
+            records.append(lm_eval_records([path], metric, filter_name, None, names))
         else:
             raise ResponseFileError(path, "has an unknown response format.",
                                     fix="pass a .csv/.parquet table, lm-eval samples_*.jsonl "
                                         "or a merge3 eval log directory.")
-    return _assemble(records, binarize)
+    return _assemble(records, binarize, names)

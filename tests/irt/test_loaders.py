@@ -57,7 +57,8 @@ def test_lm_eval_samples_directory(tmp_path: Path) -> None:
     _write_lm_eval(tmp_path, "org/model-a", "piqa", [0, 0])
     _write_lm_eval(tmp_path, "org/model-b", "arc_easy", [0, 1, 1])
     m = load_lm_eval_samples(tmp_path)
-    assert m.model_ids == ("org/model-a", "org/model-b")
+    # ids from the output folders (org__model-a: the pretrained name's last part)
+    assert m.model_ids == ("model-a", "model-b")
     assert set(m.item_ids) == {"arc_easy/0", "arc_easy/1", "arc_easy/2", "piqa/0", "piqa/1"}
     a = m.select_models([0]).aligned_to(["arc_easy/0", "arc_easy/1", "piqa/1"]).scores[0]
     np.testing.assert_array_equal(a, [1, 0, 0])
@@ -180,3 +181,80 @@ def test_merge3_log_without_score_is_named(tmp_path: Path) -> None:
         f.write(json.dumps({"model": "m1", "task": "topic", "item": "i2"}) + "\n")
     with pytest.raises(ResponseFileError, match=r"samples_topic.jsonl, line 2: .*'score'"):
         load_merge3_eval_logs(tmp_path / "m1")
+
+
+# ---------------------------------------------------------------------- mixing with merge3
+def test_lm_eval_model_id_is_the_output_folder_and_matches_merge3(tmp_path: Path) -> None:
+    """lm-eval's folder __work__models__gpt2_a (pretrained=/work/models/gpt2_a) is model
+    gpt2_a, the name merge3 eval logs the same checkpoint under: one row, not two."""
+    _write_lm_eval(tmp_path / "runs" / "lm", "/work/models/gpt2_a", "piqa", [1, 0])
+    _write_merge3(tmp_path / "runs" / "m3", "gpt2_a", [("topic", "i1", 1.0)])
+    # one directory holding both: merge3's samples_topic.jsonl is read as merge3's
+    m = load_responses(tmp_path / "runs")
+    assert m.model_ids == ("gpt2_a",)
+    assert set(m.item_ids) == {"piqa/0", "piqa/1", "topic/i1"}
+    # a folder lm-eval did not name keeps its own name
+    renamed = tmp_path / "kept" / "my-run"
+    renamed.parent.mkdir()
+    (tmp_path / "runs" / "lm" / "__work__models__gpt2_a").rename(renamed)
+    assert load_lm_eval_samples(tmp_path / "kept").model_ids == ("my-run",)
+
+
+def test_name_map_renames_by_folder_path_or_id(tmp_path: Path) -> None:
+    _write_lm_eval(tmp_path, "/ckpt/a/model", "piqa", [1, 0])
+    _write_lm_eval(tmp_path, "/ckpt/b/model", "piqa", [0, 0])
+    with pytest.raises(ResponseFileError, match=r"duplicate response of model 'model'.*"
+                                                r"Fix: .*--name OLD=NEW"):
+        load_responses(tmp_path)
+    m = load_responses(tmp_path, names={"__ckpt__a__model": "a", "/ckpt/b/model": "b"})
+    assert m.model_ids == ("a", "b")
+    np.testing.assert_array_equal(m.scores, [[1, 0], [0, 0]])
+    _write_merge3(tmp_path / "m3", "c", [("piqa", "0", 1.0)])
+    both = load_responses([tmp_path / "m3"], names={"c": "gamma"})
+    assert both.model_ids == ("gamma",)
+
+
+def test_a_shrunk_lm_eval_rerun_is_warned_about(tmp_path: Path) -> None:
+    from irt.loaders import ShrunkRunWarning
+
+    _write_lm_eval(tmp_path, "m", "arc", [1, 1, 1, 1], date="2024-01-01T00-00-00.000001")
+    _write_lm_eval(tmp_path, "m", "arc", [0, 0], date="2025-01-01T00-00-00.000001")  # --limit 2
+    with pytest.warns(ShrunkRunWarning, match=r"scored 2 docs, 2 fewer than the earlier run "
+                                              r"samples_arc_2024.*doc_id 2"):
+        m = load_lm_eval_samples(tmp_path)
+    assert m.item_ids == ("arc/0", "arc/1")  # the latest run is the one read
+    np.testing.assert_array_equal(m.scores[0], [0, 0])
+    _write_lm_eval(tmp_path, "m", "arc", [1, 0, 1, 0], date="2026-01-01T00-00-00.000001")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShrunkRunWarning)  # a full rerun: nothing to warn
+        full = load_lm_eval_samples(tmp_path)
+    np.testing.assert_array_equal(full.scores[0], [1, 0, 1, 0])
+
+
+def test_merge3_sample_files_are_never_read_as_lm_eval(tmp_path: Path) -> None:
+    _write_merge3(tmp_path, "m1", [("topic", "i1", 1.0), ("topic", "i2", 0.0)])
+    samples = tmp_path / "m1" / "samples_topic.jsonl"
+    one_file = load_responses(samples)
+    assert one_file.model_ids == ("m1",) and one_file.item_ids == ("topic/i1", "topic/i2")
+    with pytest.raises(ResponseFileError, match="is a merge3 eval log"):
+        load_lm_eval_samples(samples)
+    # without its results.json the record itself says what it is
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "samples_topic.jsonl").write_text(samples.read_text())
+    with pytest.raises(ResponseFileError, match=r"no 'doc_id' \(its 'item' and 'score' are "
+                                                r"those of a merge3 eval log\)"):
+        load_responses(loose / "samples_topic.jsonl")
+
+
+def test_calibrate_name_option_is_checked(tmp_path: Path, capsys) -> None:
+    from merge3.cli import main
+
+    _write_lm_eval(tmp_path, "/ckpt/a/model", "piqa", [1, 0])
+    code = main(["irt", "calibrate", str(tmp_path), "--out", str(tmp_path / "bank"),
+                 "--name", "__ckpt__a__model"])
+    assert code == 2
+    assert "--name '__ckpt__a__model' is not OLD=NEW" in capsys.readouterr().err
+    assert not (tmp_path / "bank").exists()

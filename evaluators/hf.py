@@ -4,7 +4,7 @@ log-likelihoods, and batched encoder + per-task head classification; CPU or CUDA
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -207,8 +207,10 @@ class HFEncoder:
         progress: bool = False,
         trust_remote_code: bool = False,
         max_length: int | None = None,
+        heads_from: Mapping[str, str | Path] | None = None,
     ) -> None:
-        """``max_length``: tokens kept of each input (default: the encoder's window)."""
+        """``max_length``: tokens kept of each input (default: the encoder's window);
+        ``heads_from``: head name -> model directory to read that head from instead."""
         from transformers import AutoModel
 
         self.model_path = check_model_dir(model_path)
@@ -223,11 +225,15 @@ class HFEncoder:
                                              max_length, default=512)
         self.batch_size = batch_size
         self.progress = progress
+        # head name -> the model directory whose heads/ holds it (a merged encoder is scored
+        # with each task's expert head; docs/formats.md)
+        self.heads_from = {k: Path(v) for k, v in (heads_from or {}).items()}
         self._heads: dict[str, Head] = {}
 
     def head(self, name: str) -> Head:
+        """Head ``name``: from ``heads_from[name]``'s heads/ when given, else this model's."""
         if name not in self._heads:
-            self._heads[name] = load_head(self.model_path, name)
+            self._heads[name] = load_head(self.heads_from.get(name, self.model_path), name)
         return self._heads[name]
 
     def load_weights(self, state: Weights) -> None:

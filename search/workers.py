@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.config import EvaluationSpec
@@ -43,8 +44,18 @@ class WorkerSpec:
         ``evaluation.backend`` (a name, or ``module:factory``) built on the base model."""
         from evaluators.backends import make_evaluator
 
-        return make_evaluator(self.evaluation.backend, self.base_model,
-                              **self.evaluation.evaluator_options())
+        options = self.evaluation.evaluator_options()
+        if self.expert_heads():
+            options["heads_from"] = self.expert_heads()
+        return make_evaluator(self.evaluation.backend, self.base_model, **options)
+
+    def expert_heads(self) -> dict[str, str]:
+        """Task -> expert directory, for each task that has an expert of its name with a head
+        for it (``EXPERT/heads/<task>.safetensors``): an encoder candidate is scored on task T
+        with expert T's head, as the item banks' populations were (docs/formats.md); other
+        tasks use the base's ``heads/``."""
+        return {task: path for task, path in self.experts.items() if task in self.tasks
+                and (Path(path) / "heads" / f"{task}.safetensors").is_file()}
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,6 +97,20 @@ def _pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_heads(config) -> dict[str, str]:  # noqa: ANN001 - SearchConfig
+    """Task -> expert directory of the heads a search scored its candidates with."""
+    from merge3.models import resolve_model
+    from search.workers import expert_heads
+
+    experts = {}
+    for name, reference in config.experts.items():
+        try:
+            experts[name] = str(resolve_model(reference))
+        except RecipeError:
+            continue
+    return expert_heads(experts, config.tasks)
+
+
 def _export(args: argparse.Namespace) -> int:
     from merge3.merging import run_merge
     from merge3.models import check_output_path, resolve_model
@@ -133,8 +148,14 @@ def _export(args: argparse.Namespace) -> int:
         "estimator": config.fitness.estimator,
         "lineage": {str(t): parents for t, parents in ancestry(records, [args.trial]).items()},
     }
+    heads = _search_heads(config)
+    manifest["heads"] = heads
     out = run_merge(recipe, args.out_dir, overwrite=args.overwrite,
                     progress=not args.quiet)
+    for task, source in heads.items():  # the heads the search scored this candidate with
+        (out / "heads").mkdir(exist_ok=True)
+        shutil.copy2(Path(source) / "heads" / f"{task}.safetensors",
+                     out / "heads" / f"{task}.safetensors")
     (out / "merge3_manifest.json").write_text(json.dumps(manifest, indent=1))
     print(f"exported trial {args.trial} -> {out}")
     return 0

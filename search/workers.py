@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from evaluators.protocol import Evaluator
 
 __all__ = ["WorkerSpec", "CandidateWorker", "WorkerPool", "CandidateResult", "init_ray",
-           "default_worker_count"]
+           "default_worker_count", "expert_heads"]
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,18 @@ class WorkerSpec:
         return make_evaluator(self.evaluation.backend, self.base_model, **options)
 
     def expert_heads(self) -> dict[str, str]:
-        """Task -> expert directory, for each task that has an expert of its name with a head
-        for it (``EXPERT/heads/<task>.safetensors``): an encoder candidate is scored on task T
-        with expert T's head, as the item banks' populations were (docs/formats.md); other
-        tasks use the base's ``heads/``."""
-        return {task: path for task, path in self.experts.items() if task in self.tasks
-                and (Path(path) / "heads" / f"{task}.safetensors").is_file()}
+        """See :func:`expert_heads`."""
+        return expert_heads(self.experts, self.tasks)
+
+
+def expert_heads(experts: Mapping[str, str], tasks: Iterable[str]) -> dict[str, str]:
+    """Task -> expert directory, for each task that has an expert of its name with a head
+    for it (``EXPERT/heads/<task>.safetensors``): an encoder candidate is scored on task T
+    with expert T's head, as the item banks' populations were (docs/formats.md); other
+    tasks use the base's ``heads/``. ``merge3 export`` writes the same heads."""
+    tasks = set(tasks)
+    return {task: path for task, path in experts.items() if task in tasks
+            and (Path(path) / "heads" / f"{task}.safetensors").is_file()}
 
 
 @dataclass

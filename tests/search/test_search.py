@@ -117,6 +117,12 @@ def test_pareto_and_export(finished_search, tmp_path, capsys, search_setting):
     assert manifest["trial"] == member and set(manifest["estimates"]) == {"alpha", "beta"}
     assert str(member) in manifest["lineage"]
     assert (out / "heads" / "alpha.safetensors").exists()  # heads travel with the encoder
+    # ... and they are the heads the search scored with: each task's expert head
+    experts = {k: str(v) for k, v in search_setting["experts"].items()}
+    assert manifest["heads"] == {task: experts[task] for task in ("alpha", "beta")}
+    for task in ("alpha", "beta"):
+        head = f"heads/{task}.safetensors"
+        assert (out / head).read_bytes() == (search_setting["experts"][task] / head).read_bytes()
     materializer = Materializer(
         Checkpoint(search_setting["base"]).state_dict(),
         [Checkpoint(p).state_dict() for p in search_setting["experts"].values()])

@@ -180,8 +180,12 @@ class LmEvalTaskSpec(_Strict):
 
     @property
     def main_metric(self) -> str:
-        """The item's score: the first metric listed (as ``merge3 irt`` reads lm-eval logs)."""
-        return self.metrics[0].metric
+        """The item's score: the first metric of lm-eval's own sample records, whose
+        ``metrics`` follow ``process_results``' order (acc, acc_norm, acc_bytes,
+        exact_match) whatever the order of ``metric_list`` -- the metric ``merge3 irt``
+        reads from lm-eval logs, so both logs of a model give the same cells."""
+        listed = {m.metric for m in self.metrics}
+        return next(m for m in ("acc", "acc_norm", "acc_bytes", "exact_match") if m in listed)
 
     @property
     def eval_split(self) -> str | None:

@@ -113,8 +113,8 @@ class SearchLoop:
             self._trials[trial.number] = trial
             self._recipes[trial.number] = recipe
             asked.append(trial.number)
-        # NSGA-II/GA samplers record their own generation (in the storage, which a live
-        # trial does not see); others get the batch's
+        # NSGA-II/GA samplers record their own place (generation, slot; in the storage,
+        # which a live trial does not see); others get the batch's generation
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         recorded = {t.number for t in running if keys.GENERATION in t.user_attrs}
         for number in asked:
@@ -139,11 +139,16 @@ class SearchLoop:
         return None
 
     def is_close_call(self, result: CandidateResult) -> bool:
-        """Whether a first-pass result is dominated but within the margin of the front."""
+        """Whether a first-pass result is dominated but within the margin of the front of
+        the generations before its own."""
         fitness = self.inputs.fitness
         if not fitness.extra_items:
             return False
-        front = front_of(self.records, self.objectives)
+        # against the front of the earlier generations only: which results of this one came
+        # back first depends on timing (and on where a kill came), and must not decide
+        earlier = [r for r in self.records
+                   if r.generation is not None and r.generation < self._generation]
+        front = front_of(earlier, self.objectives)
         if not front:
             return False
         scores = fitness.score(result.responses)

@@ -120,7 +120,7 @@ def _search(config: SearchConfig, inputs: SearchInputs, run_dir: Path, state: Ru
     tracker = _start_tracking(config, inputs, run_dir, state, tracking_uri, experiment,
                               resume=resume)
     if resume:
-        _catch_up(study, objectives, tracker)
+        _catch_up(study, storage, objectives, tracker)
 
     started_ray = init_ray(address or config.workers.address)
     pool = None
@@ -182,10 +182,10 @@ def _start_tracking(config: SearchConfig, inputs: SearchInputs, run_dir: Path,
     return tracker
 
 
-def _catch_up(study, objectives: list[str], tracker: Tracker) -> None:
-    """After a kill: trials in flight are marked FAIL (asked again), MLflow logs what the
-    study holds and it does not, and runs the kill left RUNNING are closed."""
-    interrupted = fail_interrupted(study)
+def _catch_up(study, storage: str, objectives: list[str], tracker: Tracker) -> None:
+    """After a kill: trials in flight are marked FAIL (their slots are asked again), MLflow
+    logs what the study holds and it does not, and runs the kill left RUNNING are closed."""
+    interrupted = fail_interrupted(study, storage)
     if interrupted:
         log.warning("resumed: %d candidates in flight at the kill were marked FAIL: %s",
                     len(interrupted), interrupted)

@@ -7,68 +7,37 @@ mean of the task estimates), ``cmaes`` and ``random`` (also on the mean), each a
 lives in SQLite in the run directory (or any Optuna RDB URL), so a killed search
 resumes: trials left RUNNING by a kill are marked FAIL and asked again.
 
-Lineage: Optuna's NSGA-II builds a child from parents it picks itself and does not
-say which. :class:`LineageNSGAIISampler` picks them instead — two binary tournaments
-by Pareto dominance — hands exactly those two to Optuna's own child-generation
-strategy (crossover + mutation, unchanged) and records their trial numbers on the
-child as the user attribute ``parents``.
+Lineage and deterministic resume: :class:`~search.nsga2.LineageNSGAIISampler` (the
+``nsga2`` and ``ga`` samplers) gives every trial a place (generation, slot), draws all its
+randomness from ``(seed, generation, slot)`` and records the place and the child's two
+parents (trial numbers) as the user attributes ``generation``, ``slot``, ``parents``; a
+resumed search re-asks an interrupted trial in its slot and gets what the uninterrupted
+search asked there. Only public Optuna APIs are used: the sampler writes through an
+``optuna.storages.RDBStorage`` opened on the study's URL (:func:`open_study` attaches it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
-from optuna.samplers import NSGAIISampler, RandomSampler
-from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.samplers import RandomSampler
+from optuna.trial import TrialState
 
 from merge3.errors import Merge3Error
 from merge3.registry import Registry
+from search.nsga2 import GENERATION, INTERRUPTED, PARENTS, SLOT, LineageNSGAIISampler
 
 __all__ = ["LineageNSGAIISampler", "SAMPLERS", "DEFAULT_SAMPLER", "SamplerKind", "make_sampler",
-           "objective_count", "open_study", "fail_interrupted", "PARENTS"]
+           "objective_count", "open_study", "fail_interrupted", "PARENTS", "GENERATION", "SLOT",
+           "INTERRUPTED"]
 
-PARENTS = "parents"
-GENERATION = "generation"
-
-
-def _dominates(a: FrozenTrial, b: FrozenTrial, directions: Sequence[StudyDirection]) -> bool:
-    sign = [1 if d == StudyDirection.MAXIMIZE else -1 for d in directions]
-    av = [s * v for s, v in zip(sign, a.values)]
-    bv = [s * v for s, v in zip(sign, b.values)]
-    return all(x >= y for x, y in zip(av, bv)) and any(x > y for x, y in zip(av, bv))
-
-
-class LineageNSGAIISampler(NSGAIISampler):
-    """NSGA-II that records each child's parents (see the module docstring)."""
-
-    def _tournament(self, study: optuna.Study, pool: list[FrozenTrial]) -> FrozenTrial:
-        rng = self._rng.rng
-        first, second = pool[rng.choice(len(pool))], pool[rng.choice(len(pool))]
-        if _dominates(first, second, study.directions):
-            return first
-        if _dominates(second, first, study.directions):
-            return second
-        return first if rng.rand() < 0.5 else second
-
-    def sample_relative(
-        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        generation = self.get_trial_generation(study, trial)
-        study._storage.set_trial_user_attr(trial._trial_id, GENERATION, generation)
-        population = self.get_parent_population(study, generation)
-        if len(population) < 2:
-            return {}
-        first = self._tournament(study, population)
-        second = self._tournament(study, [t for t in population if t.number != first.number])
-        study._storage.set_trial_user_attr(
-            trial._trial_id, PARENTS, sorted([first.number, second.number])
-        )
-        return self._child_generation_strategy(study, search_space, [first, second])
+# the storage URL of each study open_study opened (fail_interrupted needs it)
+_URLS: weakref.WeakKeyDictionary[optuna.Study, str] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -131,22 +100,43 @@ def objective_count(name: str, tasks: int) -> int:
     return tasks if SAMPLERS.get(name).multi_objective and tasks > 1 else 1
 
 
+@lru_cache(maxsize=16)
+def _rdb(url: str) -> optuna.storages.RDBStorage:
+    """A second, plain handle on the study's RDB store (public methods only)."""
+    return optuna.storages.RDBStorage(url)
+
+
 def open_study(
     *, name: str, storage: str, sampler: optuna.samplers.BaseSampler, objectives: int
 ) -> optuna.Study:
-    """Create or reopen the study (``objectives`` maximised values)."""
+    """Create or reopen the study (``objectives`` maximised values); a lineage sampler is
+    attached to its store so it records each trial's place."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=name, storage=storage, sampler=sampler, load_if_exists=True,
         directions=["maximize"] * objectives,
     )
+    _URLS[study] = storage
+    if isinstance(sampler, LineageNSGAIISampler):
+        sampler.attach(_rdb(storage), name)
+    return study
 
 
-def fail_interrupted(study: optuna.Study) -> list[int]:
-    """Mark trials left RUNNING by a killed driver as FAIL (ask/tell has no heartbeat)."""
+def fail_interrupted(study: optuna.Study, storage: str | None = None) -> list[int]:
+    """Mark trials left RUNNING by a killed driver as FAIL + ``interrupted`` (ask/tell has
+    no heartbeat); their slots are asked again. ``storage``: the study's URL (default:
+    the one :func:`open_study` opened it with)."""
+    url = storage or _URLS.get(study)
+    if url is None:
+        raise Merge3Error(f"Study {study.study_name!r} was not opened by open_study, so its "
+                          "storage URL is unknown.",
+                          fix="pass it: fail_interrupted(study, storage=URL).")
+    store = _rdb(url)
+    study_id = store.get_study_id_from_name(study.study_name)
     numbers = []
     for trial in study.get_trials(deepcopy=False, states=[TrialState.RUNNING]):
-        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        trial_id = store.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        store.set_trial_user_attr(trial_id, INTERRUPTED, True)
         study.tell(trial.number, state=TrialState.FAIL)
         numbers.append(trial.number)
     return numbers

@@ -11,6 +11,7 @@
     fitness: {estimator: mp-irt, item_bank: zoo:bank, anchors: 30}
     strategy: {sampler: nsga2, population: 8, generations: 4, seed: 0}
     workers: {count: 2}
+    expert_storage: {kind: lowrank, rank: 16, dtype: bfloat16}   # default: {kind: files}
 
 Unknown keys are refused with a "did you mean"; relative paths are read from the
 config file's folder.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -36,7 +37,7 @@ from merge3.genome import GeneGroup
 from merge3.recipe import read_yaml_mapping
 from merge3.registry import did_you_mean
 
-__all__ = ["SearchConfig", "EvaluationSpec", "load_config", "parse_config"]
+__all__ = ["SearchConfig", "EvaluationSpec", "ExpertStorageSpec", "load_config", "parse_config"]
 
 
 
@@ -125,6 +126,28 @@ class WorkersSpec(_Strict):
     fault: dict[str, Any] | None = None  # fault injection for reliability tests (search/faults.py)
 
 
+class ExpertStorageSpec(_Strict):
+    """How a worker holds the experts (docs/search.md, "Expert storage").
+
+    ``files``: not at all: each tensor is read from the expert's checkpoint as it is merged
+    (own dtype, from the page cache). ``lowrank``: each 2-D task vector as its top-``rank``
+    singular triplets (TSV-C, merge3/lowrank.py) in ``dtype``; other tensors as they are;
+    the expert files are read once, when the worker starts.
+    """
+
+    kind: Literal["files", "lowrank"] = "files"
+    rank: int | None = Field(None, ge=1)
+    dtype: Literal["float32", "bfloat16"] = "float32"  # of the low-rank factors
+
+    @model_validator(mode="after")
+    def _rank_given(self) -> ExpertStorageSpec:
+        if self.kind == "lowrank" and self.rank is None:
+            raise ValueError("kind lowrank needs a rank (e.g. rank: 16)")
+        if self.kind == "files" and self.rank is not None:
+            raise ValueError("rank is only for kind: lowrank (files keep every tensor)")
+        return self
+
+
 class TrackingSpec(_Strict):
     uri: str | None = None  # default: sqlite:///<run dir>/mlflow.db
     experiment: str | None = None  # default: the search's name
@@ -145,6 +168,7 @@ class SearchConfig(_Strict):
     fitness: FitnessSpec = Field(default_factory=FitnessSpec)
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     workers: WorkersSpec = Field(default_factory=WorkersSpec)
+    expert_storage: ExpertStorageSpec = Field(default_factory=ExpertStorageSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
 
     @model_validator(mode="after")
@@ -184,7 +208,7 @@ class SearchConfig(_Strict):
 def _known(loc: tuple[Any, ...]) -> list[str]:
     models: dict[str, type[BaseModel]] = {
         "evaluation": EvaluationSpec, "fitness": FitnessSpec, "strategy": StrategySpec,
-        "workers": WorkersSpec, "tracking": TrackingSpec,
+        "workers": WorkersSpec, "tracking": TrackingSpec, "expert_storage": ExpertStorageSpec,
     }
     if len(loc) >= 2 and loc[0] == "genome":
         return list(GeneGroup.model_fields)

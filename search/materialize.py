@@ -15,6 +15,10 @@ its resident model (``Evaluator.load_weights`` takes the stream): the extra memo
 candidate is one tensor's working set, not a model. Each candidate is
 :func:`merge3.executor.merge_model` of its decoded recipe — the same code and numbers as
 ``merge3 merge`` of that recipe (a test checks every method bit for bit).
+
+:func:`expert_sources` opens the experts as the config's ``expert_storage`` says: their
+checkpoints (``files``), or TSV-C low-rank task vectors rebuilt on the base as each tensor
+is read (``lowrank``, :class:`merge3.lowrank.LowRankExpert`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,26 @@ from merge3.executor import (
 )
 from merge3.recipe import parse_recipe
 
-__all__ = ["Materializer"]
+__all__ = ["Materializer", "expert_sources"]
+
+
+def expert_sources(base: TensorSource, paths: Sequence[str],
+                   storage: Any = None) -> list[TensorSource]:
+    """The experts at ``paths`` as tensor sources, held as ``storage`` (an
+    ``ExpertStorageSpec``; None: ``files``) says."""
+    from merge3.checkpoints import Checkpoint
+
+    if storage is None or storage.kind == "files":
+        return [Checkpoint(p) for p in paths]
+    from merge3.lowrank import LowRankExpert
+
+    experts: list[TensorSource] = []
+    for path in paths:
+        checkpoint = Checkpoint(path)
+        experts.append(LowRankExpert(base, checkpoint, storage.rank, dtype=storage.dtype,
+                                     label=f"{path} (rank {storage.rank})"))
+        checkpoint.close()  # the factors are all it needs now
+    return experts
 
 
 def _source(model: Mapping[str, torch.Tensor] | TensorSource, label: str) -> TensorSource:

@@ -206,7 +206,7 @@ def _worker_pool(config: SearchConfig, inputs: SearchInputs) -> WorkerPool:
         gpus = 1.0 if torch.cuda.is_available() else 0.0
     spec = WorkerSpec(inputs.evaluated_model, inputs.experts, inputs.tasks,
                       evaluation=config.evaluation, threads=max(1, int(workers.cpus)),
-                      fault=workers.fault)
+                      fault=workers.fault, expert_storage=config.expert_storage)
     return WorkerPool(spec, count=workers.count or default_worker_count(gpus, workers.cpus),
                       cpus=workers.cpus, gpus=gpus, timeout=workers.timeout,
                       retries=workers.retries)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.config import EvaluationSpec
+from search.config import EvaluationSpec, ExpertStorageSpec
 
 if TYPE_CHECKING:
     from evaluators.protocol import Evaluator
@@ -38,6 +38,7 @@ class WorkerSpec:
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     threads: int = 1
     fault: Mapping[str, Any] | None = None
+    expert_storage: ExpertStorageSpec | None = None  # None: the experts' files
 
     def make_evaluator(self) -> Evaluator:
         """The resident evaluator: the backend registry's entry for
@@ -90,7 +91,7 @@ class CandidateWorker:
 
         from evaluators.tasks import load_task
         from merge3.checkpoints import Checkpoint
-        from search.materialize import Materializer
+        from search.materialize import Materializer, expert_sources
 
         torch.set_num_threads(max(1, spec.threads))
         self.spec = spec
@@ -104,8 +105,9 @@ class CandidateWorker:
             pass
         base = Checkpoint(spec.base_model)
         # base and experts stay in their files (own dtype, read tensor by tensor as merged)
+        # or held as low-rank task vectors (config expert_storage: lowrank)
         self.materializer = Materializer(
-            base, [Checkpoint(p) for p in spec.experts.values()],
+            base, expert_sources(base, list(spec.experts.values()), spec.expert_storage),
             num_layers=base.num_layers(),
         )
         self.evaluator = spec.make_evaluator()

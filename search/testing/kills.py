@@ -87,6 +87,52 @@ def load_trials(run_dir: Path, study: str):
         return []
 
 
+Place = tuple[int, int]  # (generation, slot)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A finished candidate as the sampler placed it: what a resumed search must
+    reproduce in that place, whatever the trial's number."""
+
+    state: str
+    genome: tuple[tuple[str, float], ...]  # (gene, value), sorted by gene
+    parents: tuple[Place, ...]  # the parents' places (trial numbers differ between runs)
+    estimates: tuple[tuple[str, float], ...]  # (task, estimate), sorted by task
+
+
+def placed(run_dir: Path, study: str) -> dict[Place, Placed]:
+    """Every finished candidate of the search in ``run_dir`` by its (generation, slot);
+    trials a kill cut short are left out. Two placements of one slot raise an error."""
+    trials = [t for t in load_trials(run_dir, study)
+              if t.state.name in ("COMPLETE", "FAIL") and not t.user_attrs.get("interrupted")]
+    place_of = {t.number: (int(t.user_attrs["generation"]), int(t.user_attrs["slot"]))
+                for t in trials}
+    out: dict[Place, Placed] = {}
+    for trial in trials:
+        place = place_of[trial.number]
+        if place in out:
+            raise AssertionError(f"two finished trials hold {place} in {run_dir}")
+        out[place] = Placed(
+            trial.state.name, tuple(sorted(trial.params.items())),
+            tuple(sorted(place_of[p] for p in trial.user_attrs.get("parents") or ())),
+            tuple(sorted((trial.user_attrs.get("estimates") or {}).items())))
+    return out
+
+
+def front_places(candidates: dict[Place, Placed]) -> dict[Place, Placed]:
+    """The Pareto front (estimates maximised) of :func:`placed`'s candidates."""
+    import numpy as np
+
+    from search.pareto import pareto_mask
+
+    done = sorted(p for p, c in candidates.items() if c.state == "COMPLETE")
+    if not done:
+        return {}
+    values = np.array([[v for _, v in candidates[p].estimates] for p in done])
+    return {p: candidates[p] for p, keep in zip(done, pareto_mask(values)) if keep}
+
+
 @dataclass
 class Tally:
     """What a search directory holds: the study's trials and the MLflow candidate runs."""

@@ -3,7 +3,9 @@
 One kill comes from outside at a moment the test picks by watching the study; the
 others are the driver killing itself at seeded random points (search/faults.py's
 ``MERGE3_FAULT_KILL_AT``): during evaluation, during MLflow logging, at a generation
-boundary. The helpers are shared with benchmarks/reliability/report.py.
+boundary. After those, the resumed search must hold exactly the candidates (genomes,
+parents, estimates, front) of the search run without a kill. The helpers are shared
+with benchmarks/reliability/report.py.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import sqlite3
 import time
 from collections import Counter
 
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from search.config import parse_config
 from search.run import run_search
-from search.testing.kills import driver, kill_and_resume, tally
+from search.testing.kills import driver, front_places, kill_and_resume, placed, tally
 from search.testing.setting import search_config
 
 
@@ -73,37 +76,61 @@ def test_kill_9_then_resume_loses_nothing(search_setting, ray_local, tmp_path):
     assert all(r.info.status != "RUNNING" for r in runs)
 
 
-def test_killed_at_random_points_resume_matches_an_uninterrupted_run(search_setting, ray_local,
-                                                                     tmp_path):
+POPULATION, GENERATIONS = 4, 3
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(search_setting, ray_local, tmp_path_factory):
+    """The kill-points search run once without a kill: its config and run directory."""
+    config = search_config(search_setting, name="kill-points",
+                           strategy={"population": POPULATION, "generations": GENERATIONS})
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    outcome = run_search(parse_config(config), run_dir, progress=False)
+    assert outcome.evaluated + outcome.failed == POPULATION * GENERATIONS
+    return config, run_dir
+
+
+@pytest.mark.parametrize("seed", [9, 23])
+def test_killed_at_random_points_resume_matches_an_uninterrupted_run(uninterrupted, ray_local,
+                                                                     tmp_path, seed):
     """Three self-kills (evaluation, MLflow logging, generation boundary; in a seeded
-    order at seeded counts), each followed by --resume: the same finished evaluations
-    as the same search run without a kill, one MLflow run per finished candidate."""
+    order at seeded counts), each followed by --resume: every (generation, slot) holds the
+    same genome, parents and estimates as in the same search run without a kill, so the
+    front is the same; one MLflow run per finished candidate."""
     import random
 
-    population, generations = 3, 3
-    budget = population * generations
-    config = search_config(search_setting, name="kill-points",
-                           strategy={"population": population, "generations": generations})
+    config, reference_dir = uninterrupted
+    budget = POPULATION * GENERATIONS
     config_path = tmp_path / "search.yaml"
     config_path.write_text(yaml.safe_dump(config))
     run_dir = tmp_path / "killed"
     address = ray_local.get_runtime_context().gcs_address
     args = ["search", str(config_path), "--run-dir", str(run_dir), "--address", address, "-q"]
-    stages = random.Random(9).sample(["evaluate", "log", "generation"], 3)
+    stages = random.Random(seed).sample(["evaluate", "log", "generation"], 3)
     kills, final = kill_and_resume(args, run_dir, study="kill-points", budget=budget,
-                                   population=population, stages=stages, seed=9)
+                                   population=POPULATION, stages=stages, seed=seed)
     assert [k.point.split(":")[0] for k in kills] == stages, [
         (k.point, k.finished_before, k.finished_after, round(k.seconds)) for k in kills]
     assert all(k.killed for k in kills), [(k.point, k.output[-3000:]) for k in kills]
     assert final.returncode == 0, final.stdout[-3000:]
     print("kills:", [(k.point, k.finished_before, k.finished_after, round(k.seconds))
                      for k in kills])
-
-    reference = run_search(parse_config(config), tmp_path / "uninterrupted", progress=False)
-    expected = tally(tmp_path / "uninterrupted", "kill-points", "kill-points")
+    # something was cut short and asked again, so the comparison below means something
     got = tally(run_dir, "kill-points", "kill-points")
-    assert reference.evaluated + reference.failed == expected.finished == budget
-    assert got.finished == expected.finished
+    assert got.interrupted >= 1
+
+    expected_trials = placed(reference_dir, "kill-points")
+    got_trials = placed(run_dir, "kill-points")
+    assert sorted(expected_trials) == [(g, s) for g in range(GENERATIONS)
+                                       for s in range(POPULATION)]
+    assert got_trials == expected_trials  # genomes, parents' places, estimates: exactly
+    expected_front = front_places(expected_trials)
+    assert expected_front and front_places(got_trials) == expected_front
+    genomes = [c.genome for c in got_trials.values()]
+    assert len(set(genomes)) == len(genomes), "a re-asked trial duplicated a finished genome"
+
+    expected = tally(reference_dir, "kill-points", "kill-points")
+    assert got.finished == expected.finished == budget
     assert got.item_evaluations == expected.item_evaluations > 0
     assert got.running == 0
     # MLflow: one run per finished candidate, none for the candidates a kill cut short
@@ -114,7 +141,7 @@ def test_killed_at_random_points_resume_matches_an_uninterrupted_run(search_sett
     assert got.reconciled == 1  # the run the logging kill cut short, completed on resume
     # the generation-boundary kill's front is logged on resume, like every other one
     fronts = sorted(p.name for p in (run_dir / "fronts").glob("front_gen*.md"))
-    assert fronts == [f"front_gen{g:03d}.md" for g in range(generations)]
+    assert fronts == [f"front_gen{g:03d}.md" for g in range(GENERATIONS)]
 
 
 def _finished_trials(run_dir, study):

@@ -327,8 +327,9 @@ def read_lm_eval_spec(path: str | Path) -> LmEvalTaskSpec:
             elif e["type"] == "extra_forbidden":
                 name = str(e["loc"][-1])
                 known = _known_keys(e["loc"][:-1])
+                hint = did_you_mean(name, known).strip()
                 problems.append(f"lm-eval key '{where}' is not supported"
-                                + did_you_mean(name, known))
+                                + (f" ({hint})" if hint else ""))
             else:
                 problems.append(f"'{where}': {e['msg']}")
         raise TaskSpecError(

@@ -90,3 +90,12 @@ def test_logs_load_as_an_irt_response_matrix(models, tasks, tmp_path) -> None:
     samples = (out / "gpt2_b" / "samples_arith_mc.jsonl").read_text().splitlines()
     row = matrix.model_ids.index("gpt2_b")
     assert list(matrix.scores[row]) == [json.loads(line)["score"] for line in samples]
+
+
+def test_eval_max_length_option(models, tasks, tmp_path, capsys) -> None:
+    out = tmp_path / "logs"
+    assert _run(["eval", str(models["encoder"]), "--tasks", str(tasks["topic"]), "--limit", "3",
+                 "--max-length", "8", "--log-samples", str(out), "--no-progress"]) == 0
+    assert _run(["eval", str(models["encoder"]), "--tasks", str(tasks["topic"]),
+                 "--max-length", "100000", "--no-progress"]) == 2
+    assert "--max-length 100000 does not fit" in capsys.readouterr().err

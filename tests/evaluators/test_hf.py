@@ -120,3 +120,57 @@ def test_batch_size_does_not_change_answers(models, tasks) -> None:
     for a, b in zip(one, many):
         assert a.details.get("loglikelihoods", [0]) == pytest.approx(
             b.details.get("loglikelihoods", [0]), abs=1e-5)
+
+
+def test_special_tokens_are_added_as_lm_eval_adds_them(models, tmp_path) -> None:
+    from evaluators.requests import encode_text, generation_prompt, loglikelihood_requests
+    from tests.evaluators.lm_eval_setting import add_bos_tokenizer
+
+    bos_dir = add_bos_tokenizer(models["llama"], tmp_path / "llama_bos")
+    tokenizer = AutoTokenizer.from_pretrained(str(bos_dir))
+    plain = AutoTokenizer.from_pretrained(str(models["gpt2_a"]))
+    assert encode_text(tokenizer, "ab") == [256, 97, 98]
+    assert encode_text(tokenizer, "<|endoftext|>ab") == [256, 97, 98]  # not a second BOS
+    assert encode_text(tokenizer, "ab", add_bos_token=False) == [97, 98]
+    assert encode_text(plain, "ab") == [97, 98]  # a tokenizer that adds nothing
+    [with_context, empty] = loglikelihood_requests(tokenizer, [("Q: 1 ", [" 2"]), ("", ["x"])],
+                                                   max_length=64)
+    # trailing space of the context moves into the continuation; BOS before the context
+    assert with_context.context == (256, 81, 58, 32, 49) and with_context.continuation == (
+        32, 32, 50)
+    assert empty.context == (256,) and empty.continuation == (120,)
+    assert generation_prompt(tokenizer, "Q:", 64, 8) == [256, 81, 58]
+
+
+def test_max_length_cuts_contexts_as_lm_eval(models, tasks) -> None:
+    from evaluators.errors import EvaluatorError
+
+    item = load_task(tasks["arith_mc"], limit=1).items[0]
+    long_item = Item(item.task, "long", "multiple_choice", "x" * 40 + item.prompt, item.target,
+                     choices=item.choices, choice_texts=item.choice_texts)
+    result = HFCausalLM(models["gpt2_a"], max_length=12).evaluate([long_item])[0]
+    model = AutoModelForCausalLM.from_pretrained(str(models["gpt2_a"])).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(models["gpt2_a"]))
+    expected = []
+    for choice in long_item.choices:
+        ctx = tokenizer(long_item.prompt)["input_ids"]
+        cont = tokenizer(choice)["input_ids"]
+        seq = (ctx + cont)[-13:]  # lm-eval: (context + continuation)[-(max_length + 1):]
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(input_ids=torch.tensor([seq[:-1]])).logits[0], -1)
+        expected.append(sum(float(logprobs[len(seq) - len(cont) - 1 + k, t])
+                            for k, t in enumerate(cont)))
+    assert result.details["loglikelihoods"] == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(EvaluatorError, match=r"--max-length 5000 does not fit .* window is "):
+        HFCausalLM(models["gpt2_a"], max_length=5000)
+
+
+def test_encoder_max_length_truncates_inputs(models, tasks) -> None:
+    from evaluators.errors import EvaluatorError
+
+    item = load_task(tasks["topic"], limit=1).items[0]
+    default = HFEncoder(models["encoder"]).evaluate([item])[0].details["logits"]
+    short = HFEncoder(models["encoder"], max_length=3).evaluate([item])[0].details["logits"]
+    assert short != pytest.approx(default, abs=1e-4)
+    with pytest.raises(EvaluatorError, match="window is 128 tokens"):  # the tiny BERT's
+        HFEncoder(models["encoder"], max_length=129)

@@ -1,12 +1,15 @@
 """Regenerate benchmarks/reliability/README.md: every fault and every bad input, run for real.
 
     .venv/bin/python benchmarks/reliability/report.py            # ~30-40 min on 2 cores
+    .venv/bin/python benchmarks/reliability/report.py --kills-only   # ~10 min: that section
 
 - Driver kills: a real `merge3 search` process (its own local Ray, as a user runs it) is
   killed with SIGKILL at seeded random points (search/testing/kills.py:
   ``MERGE3_FAULT_KILL_AT``), resumed after each kill, and compared with the same search
-  run once without a kill: finished evaluations, item evaluations, MLflow runs, and how
-  long the killed driver's processes outlived it.
+  run once without a kill: finished evaluations, item evaluations, MLflow runs, the
+  candidate in every (generation, slot) — genome, parents, estimates — and the front, and
+  how long the killed driver's processes outlived it. ``--kills-only`` reruns just this
+  and replaces its section of the README.
 - Faults, safe defaults and fuzzing: the pytest tests listed below, run in one pytest
   process (fuzzing with ``MERGE3_FUZZ_EXAMPLES`` examples per reader); their outcome and
   duration go in the tables.
@@ -121,7 +124,7 @@ def run_kills(root: Path, setting: dict) -> tuple[dict, list[dict]]:
     import yaml
 
     from search.faults import KILL_STAGES
-    from search.testing.kills import driver, kill_and_resume, tally
+    from search.testing.kills import driver, kill_and_resume, placed, tally
     from search.testing.setting import search_config
 
     budget = KILL_POPULATION * KILL_GENERATIONS
@@ -139,6 +142,7 @@ def run_kills(root: Path, setting: dict) -> tuple[dict, list[dict]]:
     if process.returncode != 0:
         raise RuntimeError(f"the uninterrupted search failed:\n{output[-3000:]}")
     reference = {"tally": tally(root / "uninterrupted", "kills", "kills"),
+                 "placed": placed(root / "uninterrupted", "kills"),
                  "seconds": time.monotonic() - started}
     sequences = []
     for seed in KILL_SEEDS:
@@ -154,7 +158,7 @@ def run_kills(root: Path, setting: dict) -> tuple[dict, list[dict]]:
             kill.descendants.thread.join(timeout=kill.descendants.patience + 30)
         sequences.append({"seed": seed, "kills": kills, "returncode": final.returncode,
                           "output": final.stdout, "tally": tally(run_dir, "kills", "kills"),
-                          "seconds": seconds,
+                          "placed": placed(run_dir, "kills"), "seconds": seconds,
                           "fronts": len(list(run_dir.glob("fronts/front_gen*.md")))})
     return reference, sequences
 
@@ -178,10 +182,24 @@ def run_tests(tests: dict[str, str]) -> dict[str, tuple[str, float]]:
     return {test: results.get(test, ("not run", 0.0)) for test in tests}
 
 
+def _same_search(reference: dict, seq: dict) -> str:
+    """Whether a resumed search holds the uninterrupted one's candidates, place by place."""
+    from search.testing.kills import front_places
+
+    want, got = reference["placed"], seq["placed"]
+    differ = sorted(p for p in set(want) | set(got) if want.get(p) != got.get(p))
+    front = front_places(got) == front_places(want)
+    if not differ and front:
+        return f"{len(got)}/{len(want)} same; front same ({len(front_places(got))})"
+    return (f"**{len(want) - len(differ)}/{len(want)} same**, differ at "
+            f"{', '.join(f'g{g}s{s}' for g, s in differ)}; front "
+            f"{'same' if front else '**differs**'}")
+
+
 def _kill_rows(reference: dict, sequences: list[dict]) -> list[str]:
     want = reference["tally"]
     rows = [f"| uninterrupted | — | {want.finished} | {want.item_evaluations} | "
-            f"{want.interrupted} | {_runs(want)} | — | {reference['seconds']:.0f} |"]
+            f"{want.interrupted} | — | {_runs(want)} | — | {reference['seconds']:.0f} |"]
     for seq in sequences:
         got = seq["tally"]
         points = "<br>".join(
@@ -190,16 +208,48 @@ def _kill_rows(reference: dict, sequences: list[dict]) -> list[str]:
         lingered = [k.descendants.lingered for k in seq["kills"]]
         gone = ("never (still alive)" if any(v is None for v in lingered)
                 else f"≤ {max(lingered):.0f} s")
+        same = _same_search(reference, seq)
         ok = (seq["returncode"] == 0 and got.finished == want.finished
               and got.item_evaluations == want.item_evaluations and got.running == 0
               and set(got.runs_per_trial.values()) <= {1}
               and set(got.run_states) <= {"FINISHED", "FAILED"}
-              and seq["fronts"] == KILL_GENERATIONS)
+              and seq["fronts"] == KILL_GENERATIONS and "**" not in same)
         rows.append(f"| seed {seq['seed']}{'' if ok else ' **MISMATCH**'} | {points} | "
-                    f"{got.finished} | {got.item_evaluations} | {got.interrupted} | "
+                    f"{got.finished} | {got.item_evaluations} | {got.interrupted} | {same} | "
                     f"{_runs(got)}; fronts of {seq['fronts']}/{KILL_GENERATIONS} generations | "
                     f"{gone} | {seq['seconds']:.0f} |")
     return rows
+
+
+def _kill_section(reference: dict, sequences: list[dict]) -> list[str]:
+    budget = KILL_POPULATION * KILL_GENERATIONS
+    return [
+        "## Driver killed at random points (`kill -9`, then `--resume`)",
+        "",
+        f"A real `merge3 search` process — the test setting's two tiny BERT experts, "
+        f"task-arithmetic genome, population {KILL_POPULATION} × {KILL_GENERATIONS} "
+        f"generations = {budget} candidates, 2 Ray workers, its own local Ray — killed with "
+        "SIGKILL once at each stage per seed, the stages' order and each count drawn from "
+        "`random.Random(seed)` (`ask`: a generation asked; `evaluate`: a result arrived, "
+        "not yet told; `log`: a candidate's MLflow run created, not completed; "
+        "`generation`: a generation finished, its front not logged; counts among those the "
+        "driver can still reach) "
+        "(`MERGE3_FAULT_KILL_AT=STAGE:N`, search/testing/kills.py); `--resume` after "
+        "each kill, then once more to the end. *Finished*: distinct finished evaluations "
+        "(COMPLETE, or FAIL not cut by a kill). *Cut short*: candidates in flight at a kill, "
+        "marked FAIL (`interrupted`) on resume and asked again in their slot. *Same as "
+        "uninterrupted*: the (generation, slot) places whose candidate — genome, parents' "
+        "places, estimates — equals the uninterrupted run's exactly, and whether the Pareto "
+        "fronts are equal. *Processes gone*: the longest any process of a killed driver (its "
+        "Ray GCS, raylet, agents, workers) outlived it.",
+        "",
+        "| run | kill points (finished before → after the kill) | finished | item evaluations "
+        "| cut short | same as uninterrupted | MLflow candidate runs | processes gone "
+        "| seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *_kill_rows(reference, sequences),
+        "",
+    ]
 
 
 def _runs(t) -> str:
@@ -240,7 +290,6 @@ def main() -> None:
         (root / "kills").mkdir()
         reference, sequences = run_kills(root / "kills", ctx["search"])
     tested = run_tests({**FAULT_TESTS, **SAFE_DEFAULT_TESTS, **FUZZ_TESTS})
-    budget = KILL_POPULATION * KILL_GENERATIONS
     lines = [
         "# Reliability: faults survived, bad input refused",
         "",
@@ -250,27 +299,7 @@ def main() -> None:
         f"{subprocess.getoutput('nproc')} cores shared with other jobs, Python "
         f"{platform.python_version()}).",
         "",
-        "## Driver killed at random points (`kill -9`, then `--resume`)",
-        "",
-        f"A real `merge3 search` process — the test setting's two tiny BERT experts, "
-        f"task-arithmetic genome, population {KILL_POPULATION} × {KILL_GENERATIONS} "
-        f"generations = {budget} candidates, 2 Ray workers, its own local Ray — killed with "
-        "SIGKILL once at each stage per seed, the stages' order and each count drawn from "
-        "`random.Random(seed)` (`ask`: a generation asked; `evaluate`: a result arrived, "
-        "not yet told; `log`: a candidate's MLflow run created, not completed; "
-        "`generation`: a generation finished, its front not logged; counts among those the "
-        "driver can still reach) "
-        "(`MERGE3_FAULT_KILL_AT=STAGE:N`, search/testing/kills.py); `--resume` after "
-        "each kill, then once more to the end. *Finished*: distinct finished evaluations "
-        "(COMPLETE, or FAIL not cut by a kill). *Cut short*: candidates in flight at a kill, "
-        "marked FAIL (`interrupted`) on resume and asked again. *Processes gone*: the longest "
-        "any process of a killed driver (its Ray GCS, raylet, agents, workers) outlived it.",
-        "",
-        "| run | kill points (finished before → after the kill) | finished | item evaluations "
-        "| cut short | MLflow candidate runs | processes gone | seconds |",
-        "|---|---|---|---|---|---|---|---|",
-        *_kill_rows(reference, sequences),
-        "",
+        *_kill_section(reference, sequences),
         "## Faults",
         "",
         "| fault | result | seconds |",
@@ -316,5 +345,31 @@ def main() -> None:
     print(f"wrote {out}")
 
 
+def kills_only() -> None:
+    """Rerun the driver kills alone and replace their section of the README."""
+    import torch
+
+    from search.testing.setting import build_setting
+
+    torch.set_num_threads(1)
+    started = time.time()
+    commit = _commit()
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        setting = build_setting(root / "setting")
+        (root / "kills").mkdir()
+        reference, sequences = run_kills(root / "kills", setting)
+    section = _kill_section(reference, sequences)
+    section[2:2] = [f"This section regenerated alone (`report.py --kills-only`) on "
+                    f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit {commit} "
+                    f"({time.time() - started:.0f} s).", ""]
+    out = Path(__file__).with_name("README.md")
+    text = out.read_text()
+    head = text.index("## Driver killed at random points")
+    tail = text.index("\n## ", head) + 1
+    out.write_text(text[:head] + "\n".join(section) + "\n" + text[tail:])
+    print(f"wrote the kill section of {out}")
+
+
 if __name__ == "__main__":
-    main()
+    kills_only() if "--kills-only" in sys.argv[1:] else main()

@@ -46,7 +46,7 @@ def _search(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     run_dir = Path(args.run_dir or Path("runs") / config.name)
     outcome = run_search(config, run_dir, resume=args.resume, address=args.address,
-                         progress=not args.quiet,
+                         progress=not args.quiet, plan_check=not args.no_plan_check,
                          config_text=Path(args.config).read_text())
     objectives = config.objective_tasks
     print(f"\n{outcome.evaluated} candidates evaluated ({outcome.failed} failed), "
@@ -95,6 +95,35 @@ def _pareto(args: argparse.Namespace) -> int:
     else:
         print_front(front, objectives)
     return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from search.config import load_config
+    from search.plan import (
+        Machine,
+        ModelShape,
+        format_plan,
+        parse_memory,
+        plan_config,
+        resolve_base,
+        this_machine,
+    )
+
+    config = load_config(args.config)
+    here = this_machine()
+    gpu = (parse_memory(args.gpu, "--gpu") if args.gpu and args.gpu != "none"
+           else None if args.gpu else here.gpu_bytes)
+    host = parse_memory(args.host_ram, "--host-ram") if args.host_ram else here.host_bytes
+    named = args.gpu or args.host_ram
+    machine = Machine(gpu, host,
+                      "the machine named" if named else "this machine")
+    if args.params:
+        model = ModelShape.llama(args.params, 4 if config.dtype in ("float32", "fp32") else 2)
+    else:
+        model = ModelShape.from_checkpoint(resolve_base(config))
+    plan = plan_config(config, machine, model=model, local=config.workers.address is None)
+    print(format_plan(plan, machine))
+    return 0 if plan.fits else 3
 
 
 def _search_heads(config) -> dict[str, str]:  # noqa: ANN001 - SearchConfig
@@ -171,7 +200,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--resume", action="store_true", help="continue a killed search")
     search.add_argument("--address", help="a Ray cluster to join (default: a local Ray)")
     search.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    search.add_argument("--no-plan-check", action="store_true",
+                        help="start even if `merge3 plan` says the workers do not fit")
     search.set_defaults(func=_search)
+
+    plan = subparsers.add_parser(
+        "plan", help="predicted memory per worker and seconds per candidate of a search",
+        epilog="example:\n  merge3 plan search.yaml --gpu 24GB --host-ram 64GB\n"
+               "  merge3 plan search.yaml --params 7B --gpu 24GB   # a synthetic 7B Llama\n"
+               "exit status 3: the search does not fit (the fix is printed)",
+        formatter_class=fmt)
+    plan.add_argument("config", help="the search YAML")
+    plan.add_argument("--gpu", help="GPU memory per device, e.g. 24GB (GiB); 'none': CPU "
+                      "workers (default: this machine's)")
+    plan.add_argument("--host-ram", help="host memory, e.g. 64GB (default: this machine's)")
+    plan.add_argument("--params", help="plan a synthetic Llama of this size instead of the "
+                      "config's models: 1.1B, 7B, 13B or 70B")
+    plan.set_defaults(func=_plan)
 
     pareto = subparsers.add_parser("pareto", help="print the Pareto front of a search",
                                    epilog="example:\n  merge3 pareto runs/my-search --json",

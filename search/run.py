@@ -27,6 +27,7 @@ from merge3.errors import Merge3Error
 from search.config import SearchConfig
 from search.lineage import plot_lineage
 from search.loop import SearchLoop
+from search.plan import check_plan
 from search.portable import portable_text
 from search.prepare import SearchInputs, prepare
 from search.records import TrialRecord, finished_records, front_of
@@ -65,9 +66,11 @@ def run_search(
     address: str | None = None,
     progress: bool = True,
     config_text: str | None = None,
+    plan_check: bool = True,
 ) -> SearchOutcome:
     """Run (or, with ``resume``, continue) the search ``config`` in ``run_dir``;
-    ``config_text``: the YAML it came from, kept as ``run_dir/config.yaml``."""
+    ``config_text``: the YAML it came from, kept as ``run_dir/config.yaml``; ``plan_check``:
+    refuse workers that `merge3 plan` says cannot fit this machine."""
     run_dir = Path(run_dir)
     lock = RunDirLock(run_dir)
     try:
@@ -75,6 +78,9 @@ def run_search(
             lock.acquire()  # a directory in use is refused before any work
         RunState(run_dir).check_start(resume)
         inputs = prepare(config)
+        if plan_check:  # workers that cannot fit are refused before anything starts
+            check_plan(config, inputs.evaluated_model, local=address is None
+                       and config.workers.address is None)
         resolved = config.model_dump(mode="json")
         if resume:
             _check_resume(RunState(run_dir), resolved, run_dir)

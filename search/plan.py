@@ -33,8 +33,9 @@ MEASURED = {
     "process_bytes": 0.33 * GIB,
     # a candidate's peak extra RssAnon ÷ (largest tensor × inputs × 4 B), streamed on CPU
     "working_set": {"linear": 1.2, "sparse": 4.7},
-    # bytes read + written per second while a candidate streams into the evaluator (2 cores)
-    "bandwidth": {"linear": 0.55e9, "sparse": 0.06e9},
+    # bytes read + written per second while a candidate streams into the evaluator, 2 cores:
+    # task arithmetic 2.07 GB in 2.2 s alone; TIES in 172 s (a loaded machine; plan.md)
+    "bandwidth": {"linear": 0.94e9, "sparse": 0.012e9},
     # low-rank setup: peak extra RssAnon ÷ (largest 2-D tensor × 4 B) while the SVDs run
     "svd_transient": 6.0,
     # float32 matmul rate of the low-rank rebuild (U S) Vᵀ on this CPU, FLOP/s
@@ -48,6 +49,7 @@ MODELLED = {
     "vllm_reserve_bytes": 1.0 * GIB,  # vLLM activations / CUDA graphs inside its share
     "eval_tokens": 256,  # tokens per scored sequence (HF scores batch × tokens × vocab)
     "gpu_bandwidth": 10e9,  # host → GPU bytes/s of a streamed candidate (PCIe, page cache)
+    "gpu_flops": 20e12,  # float32 matmul FLOP/s of the low-rank rebuild on a GPU
 }
 SPARSE = ("ties", "dare", "breadcrumbs", "della", "pcb", "sce", "magmax", "consensus",
           "cart", "arcee_fusion", "ram", "tsv", "iso", "wudi")
@@ -259,7 +261,8 @@ def _seconds(plan: WorkerPlan, family: str, on_gpu: bool, storage: str,
     if on_gpu:
         seconds = moved / MODELLED["gpu_bandwidth"]
     if storage != "files" and rank is not None:
-        seconds += plan.experts * model.rebuild_flops(rank) / MEASURED["rebuild_flops"]
+        rate = MODELLED["gpu_flops"] if on_gpu else MEASURED["rebuild_flops"]
+        seconds += plan.experts * model.rebuild_flops(rank) / rate
     plan.materialize_seconds = seconds
 
 
@@ -317,8 +320,8 @@ def format_plan(plan: WorkerPlan, machine: Machine) -> str:
     lines.append(f"materialisation per candidate: {plan.materialize_seconds:.1f} s predicted "
                  "(bytes moved / measured bandwidth; evaluation time: measure with merge3 eval)")
     lines.append("measured (benchmarks/scale): process, working-set multiples, CPU bandwidth, "
-                 "SVD transient; modelled: CUDA context, Ray actor, driver, activations, vLLM, "
-                 "GPU bandwidth")
+                 "SVD transient (on a CPU; a GPU's working set is taken to be the same); modelled: "
+                 "CUDA context, Ray actor, driver, activations, vLLM, GPU bandwidth/FLOPS")
     if plan.fits:
         lines.append("fits: yes")
     else:

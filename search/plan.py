@@ -247,7 +247,7 @@ def plan_worker(model: ModelShape, *, experts: int, method: str, eval_dtype: str
         plan.device[f"evaluator weights ({eval_dtype})"] = weights
         plan.device["peak: evaluation activations (modelled)"] = activations
     plan.workers_per_gpu = 1 / gpus if on_gpu and gpus and gpus < 1 else 1.0
-    _seconds(plan, family, on_gpu, storage, rank)
+    _seconds(plan, family, on_gpu and backend != "vllm", storage, rank)  # vLLM: merged on host
     _check(plan, machine, local=local, on_gpu=on_gpu, eval_dtype=eval_dtype)
     return plan
 

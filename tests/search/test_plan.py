@@ -114,3 +114,17 @@ def test_search_refuses_workers_that_cannot_fit_and_leaves_nothing(setting, tmp_
     plan = plan_config(parse_config(setting["config"]),
                        Machine(None, 64 * GIB), base_model=str(setting["family"]["base"]))
     assert plan.fits and plan.workers == 1
+
+
+def test_the_4090_workstation_config_fits_one_24gb_gpu(capsys):
+    from pathlib import Path
+
+    config = Path(__file__).parents[2] / "clusters" / "workstation-4090" / "search.yaml"
+    assert main(["plan", str(config), "--params", "7B", "--gpu", "24GB",
+                 "--host-ram", "32GB"]) == 0
+    out = capsys.readouterr().out
+    assert "lowrank r16" in out and "fits: yes" in out
+    # the same search with its experts as files wants more host RAM than that
+    files = parse_config({**yaml.safe_load(config.read_text()), "expert_storage": {}})
+    plan = plan_config(files, Machine(24 * GIB, 32 * GIB), model=ModelShape.llama("7B"))
+    assert not plan.fits and "host" in plan.problems[0]

@@ -348,3 +348,34 @@ def test_new_methods_take_their_parameters_with_ranges(method):
         assert key in spec.ranges
         with pytest.raises(RecipeError, match="outside the valid range"):
             merge_job(_recipe(method, {key: -1}))
+
+
+# -- in a search ------------------------------------------------------------------------------
+def test_a_search_worker_merges_whole_model_methods_as_merge3_merge_does(llama_family,
+                                                                         tmp_path):
+    """Candidates with other densities / ratios reuse the worker's whole-model pass and
+    give the bits `merge3 merge` writes; the genome reaches the wrapped method's genes."""
+    from merge3.checkpoints import Checkpoint
+    from merge3.genome import Genome
+    from merge3.merging import run_merge
+    from search.materialize import Materializer
+
+    names = ("expert_1", "expert_2", "expert_3")
+    genome = Genome("svc_ties", {k: str(llama_family[k]) for k in names},
+                    {"density": {"per": "model", "low": 0.1, "high": 0.9},
+                     "svc_alpha": {"low": 0.05, "high": 0.5}},
+                    base_model=str(llama_family["base"]), fixed={"trim_scope": "model"})
+    worker = Materializer(Checkpoint(llama_family["base"]).state_dict(),
+                          [Checkpoint(llama_family[k]).state_dict() for k in names])
+    for i, (density, alpha) in enumerate([(0.2, 0.1), (0.6, 0.3), (0.2, 0.1)]):
+        recipe = genome.decode({g: density if g.startswith("density") else alpha
+                                for g in genome.names})
+        assert genome.encode(recipe) == {g: density if g.startswith("density") else alpha
+                                         for g in genome.names}
+        merged = worker.materialize(recipe)
+        on_disk = Checkpoint(run_merge(parse_recipe(recipe), tmp_path / f"m{i}",
+                                       progress=False))
+        for name in on_disk.names():
+            assert torch.equal(merged[name], on_disk.get(name)), (i, name)
+    memo = worker.cache.model_memo["svc_ties"]
+    assert set(memo) == {"first", (0.2,) * 3, (0.6,) * 3}  # one pass per density

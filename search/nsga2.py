@@ -133,27 +133,27 @@ class LineageNSGAIISampler(BaseSampler):
         self.swapping_prob = swapping_prob
         self._places: dict[int, Place] = {}  # trial number -> place, this session's trials
         self._populations: dict[int, list[FrozenTrial]] = {}  # generation -> its parents
-        self._storage: RDBStorage | None = None
+        self._store: RDBStorage | None = None
         self._study_name: str | None = None
 
     # -- where the places are written -----------------------------------------------------
     def attach(self, storage: RDBStorage, study_name: str) -> None:
         """Write each new trial's place to ``storage`` (the study's, opened by its URL)."""
-        self._storage, self._study_name = storage, study_name
+        self._store, self._study_name = storage, study_name
 
     def place(self, number: int) -> Place | None:
         """The place this sampler gave trial ``number`` in this session (None: not its)."""
         return self._places.get(number)
 
     def _record(self, number: int, place: Place) -> None:
-        if self._storage is None or self._study_name is None:
+        if self._store is None or self._study_name is None:
             return
-        study_id = self._storage.get_study_id_from_name(self._study_name)
-        trial_id = self._storage.get_trial_id_from_study_id_trial_number(study_id, number)
-        self._storage.set_trial_user_attr(trial_id, GENERATION, place.generation)
-        self._storage.set_trial_user_attr(trial_id, SLOT, place.slot)
+        study_id = self._store.get_study_id_from_name(self._study_name)
+        trial_id = self._store.get_trial_id_from_study_id_trial_number(study_id, number)
+        self._store.set_trial_user_attr(trial_id, GENERATION, place.generation)
+        self._store.set_trial_user_attr(trial_id, SLOT, place.slot)
         if place.parents:
-            self._storage.set_trial_user_attr(trial_id, PARENTS,
+            self._store.set_trial_user_attr(trial_id, PARENTS,
                                               sorted(p.number for p in place.parents))
 
     # -- the study as places ------------------------------------------------------------

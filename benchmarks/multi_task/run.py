@@ -9,6 +9,9 @@ the zoo's report (``merge3.zoo.report``: coefficients chosen on validation, per-
 logs of the population). This script adds
 
 - consensus (TALL masks, Wang et al. 2024), λ chosen on validation;
+- the data-free methods of issue #17 (``datafree.py``): WUDI, MagMax, CART, PCB, SVC after
+  task arithmetic / TIES / WUDI, TIES with the whole-model trim, Iso-CTS with the
+  authors' rounding; coefficients chosen on validation;
 - MASS (Crisostomi et al. 2025, ``merge3.routing``), routing layer chosen on validation,
   scored with each item's own head and with the paper's label-free head choice; and the
   same two passes with an oracle router (each input to its own task), which is TSV-C of
@@ -64,8 +67,12 @@ from merge3.zoo.encoder import encode, features, load_encoder, load_tokenizer
 from merge3.zoo.merges import COEFFICIENT_GRIDS, MergeSpec, merge_state, report_spec
 from merge3.zoo.report import compute_report, paired_bootstrap
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datafree import run_datafree  # noqa: I001  (this directory's module)
+
 HERE = Path(__file__).resolve().parent
 REFERENCE = "task arithmetic"
+NOT_A_MERGE = ("base (linear probes)", "MASS, oracle routing")  # left out of the ranking
 CONSENSUS_GRID = (0.1, 0.2, 0.35, 0.5, 0.75, 1.0)  # λ; TALL mask λ_t = 0.4, k = 2
 TSV_C_FRACTIONS = (0.01, 0.02, 0.05, 1 / 6, 0.25, 0.5)  # k / r kept per matrix
 ROUTING_BLOCKS = (0, 1, 2, 3, 4, 5)  # MASS candidates: each block's MLP input projection
@@ -354,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     scores["consensus"] = consensus.pop("scores")
     coefficients["consensus"] = consensus["coefficient"]
     t0 = time.perf_counter()
+    datafree = run_datafree(model, base, experts, tasks, splits, heads, score_state)
+    timings["data-free methods"] = round(time.perf_counter() - t0, 1)
+    for label, entry in datafree.items():
+        scores[label] = entry.pop("scores")
+        coefficients[label] = entry["coefficient"]
+    t0 = time.perf_counter()
     alpha = float(report["merges"]["TSV-M"]["coefficient"])
     mass = run_mass(zoo, tasks, splits, alpha)
     timings["MASS (layer choice + test)"] = round(time.perf_counter() - t0, 1)
@@ -392,10 +405,17 @@ def main(argv: list[str] | None = None) -> int:
                                                 resamples=args.resamples)
             entry["vs_task_arithmetic"] = {"difference": point, "low": low, "high": high}
         methods[label] = entry
-    for label in ("MASS", "MASS, routed heads (paper)", "MASS, oracle routing"):
-        point, low, high = paired_bootstrap(scores[label], scores["TSV-M"],
+    for label in scores:
+        if label not in ("TSV-M", "base (linear probes)"):
+            point, low, high = paired_bootstrap(scores[label], scores["TSV-M"],
+                                                resamples=args.resamples)
+            methods[label]["vs_tsv_m"] = {"difference": point, "low": low, "high": high}
+    ranking = sorted((m for m in methods if m not in NOT_A_MERGE),
+                     key=lambda m: -methods[m]["mean"])
+    for label in ranking[1:]:
+        point, low, high = paired_bootstrap(scores[label], scores[ranking[0]],
                                             resamples=args.resamples)
-        methods[label]["vs_tsv_m"] = {"difference": point, "low": low, "high": high}
+        methods[label]["vs_best"] = {"difference": point, "low": low, "high": high}
     for row in tsv_c:
         row.pop("scores")
         row["normalized"] = {t: row["accuracy"][t] / expert_acc[t] for t in tasks}
@@ -404,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "MERGE3_HOME=... nice -n 10 .venv/bin/python benchmarks/multi_task/run.py",
         "zoo": f"$MERGE3_HOME/minilm/{report['size']}", "size": report["size"], "tasks": tasks,
         "n_test": report["n_test"], "experts": report["models"],
-        "methods": methods, "consensus": consensus, "mass": mass, "tsv_c": tsv_c,
+        "methods": methods, "ranking": ranking, "datafree": datafree,
+        "consensus": consensus, "mass": mass, "tsv_c": tsv_c,
         "separable_subset": separable,
         "diagnostics": diagnostics, "timings_s": {**timings, "total": round(
             time.perf_counter() - started, 1)},
@@ -473,6 +494,30 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "MASS vs TSV-M (difference in mean accuracy, points, 95% paired bootstrap): "
               + "; ".join(f"{label} {_ci(methods[label]['vs_tsv_m'])}" for label in
                           ("MASS", "MASS, routed heads (paper)", "MASS, oracle routing")), ""]
+    ranking = results["ranking"]
+    lines += [f"Ranking of the merges by mean test accuracy (the base and oracle routing left "
+              f"out); differences in mean accuracy (points, 95% paired bootstrap) from task "
+              f"arithmetic, TSV-M and the first ({ranking[0]}):", "",
+              "| rank | model | mean | normalised | Δ vs TA | Δ vs TSV-M | Δ vs first |",
+              "|---:|---|---:|---:|---|---|---|"]
+    for rank, label in enumerate(ranking, 1):
+        m = methods[label]
+        lines.append(f"| {rank} | {label} | {_pct(m['mean'])} | {_pct(m['normalized_mean'])} "
+                     f"| {_ci(m.get('vs_task_arithmetic'))} | {_ci(m.get('vs_tsv_m'))} | "
+                     f"{_ci(m.get('vs_best')) if rank > 1 else 'first'} |")
+    lines += ["", "Data-free methods: coefficient chosen on validation (mean accuracy % per "
+              "grid point), merge and total seconds:", "",
+              "| model | method | fixed parameters | validation grid | chosen | merge s | "
+              "total s |", "|---|---|---|---|---:|---:|---:|"]
+    for label, entry in results["datafree"].items():
+        fixed = {k: v for k, v in entry["parameters"].items() if k != entry["searched"]}
+        fixed.update(entry["per_model"])
+        grid = ", ".join(f"{k}: {'–' if v != v else _pct(v)}"
+                         for k, v in entry["validation_grid"].items())
+        lines.append(f"| {label} | `{entry['method']}` | {fixed or '—'} | {grid} | "
+                     f"{entry['coefficient']:g} | {entry['merge_seconds']} | "
+                     f"{entry['seconds']} |")
+    lines.append("")
     mass = results["mass"]
     lines += [f"MASS routing layer chosen on validation: block {mass['layer']} "
               f"(`{mass['matrix']}`), α = {mass['alpha']:g}. Per candidate layer "

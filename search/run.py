@@ -18,6 +18,7 @@ The order of things (docs/dataflow.md draws it):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -105,6 +106,10 @@ def _check_resume(state: RunState, resolved: dict, run_dir: Path) -> None:
         log.warning("%s does not record the config it started with; resuming unchecked",
                     run_dir)
         return
+    # keys added to the schema since the run started compare as their defaults (a stored
+    # key the schema no longer has fails validation: then compare as stored)
+    with contextlib.suppress(ValueError):
+        stored = SearchConfig.model_validate(stored).model_dump(mode="json")
     changes = check_resume(stored, resolved, run_dir)
     if changes:
         log.warning("resumed with changed %s (allowed: they do not change what is searched)",

@@ -104,3 +104,22 @@ def test_fewer_generations_are_refused(tmp_path):
 def test_config_changes_sees_added_and_removed_keys():
     assert config_changes({"a": {"b": 1}}, {"a": {"b": 1, "c": 2}}) == ["a.c"]
     assert config_changes({"a": {"b": 1}}, {}) == ["a.b"]
+
+
+def test_a_key_added_to_the_schema_since_the_run_started_is_not_a_change(tmp_path):
+    """A run stored before a config key existed resumes (the key compares as its default);
+    a real change is still refused."""
+    from search.config import parse_config
+    from search.run import _check_resume
+    from search.rundir import RunState
+    from search.testing.setting import search_config
+
+    setting = {"base": "/b", "experts": {"a": "/a", "b": "/c"}, "tasks": {"a": "/t"},
+               "banks": "/k"}
+    resolved = parse_config(search_config(setting)).model_dump(mode="json")
+    state = RunState(tmp_path)
+    state.data["config"] = {k: v for k, v in resolved.items() if k != "expert_storage"}
+    _check_resume(state, resolved, tmp_path)  # no refusal
+    changed = {**resolved, "method": "ties"}
+    with pytest.raises(RecipeError, match="method changed"):
+        _check_resume(state, changed, tmp_path)

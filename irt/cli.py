@@ -43,7 +43,7 @@ def _names(pairs: list[str] | None) -> dict[str, str]:
         old, sep, new = pair.partition("=")
         if not sep or not old.strip() or not new.strip():
             raise IRTError(f"--name {pair!r} is not OLD=NEW.",
-                           fix="write --name __work__models__gpt2_a=gpt2_a (an lm-eval output "
+                           fix="write --name __srv__models__gpt2_a=gpt2_a (an lm-eval output "
                                "folder, pretrained path or model id = the id to use).")
         names[old.strip()] = new.strip()
     return names
@@ -214,7 +214,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", action="append", default=None, metavar="OLD=NEW",
                    help="rename a model (repeatable or comma-separated): OLD is an lm-eval "
                         "output folder, a pretrained path or a model id. lm-eval models are "
-                        "named after their output folder (__work__models__gpt2_a -> gpt2_a, "
+                        "named after their output folder (__srv__models__gpt2_a -> gpt2_a, "
                         "as merge3 eval names them)")
     _add_input_options(p)
     p.set_defaults(func=_calibrate)

@@ -3,7 +3,7 @@
 lm-eval 0.4 writes ``OUT/<sanitized model name>/samples_<task>_<date>.jsonl`` (one line per
 doc and filter: ``doc_id``, the metric fields, ``filter``) and ``results_<date>.json``
 (``model_name``). A model's id is taken from its output folder: lm-eval's sanitized
-folder of a pretrained path (``__work__models__gpt2_a``) is the path's last component
+folder of a pretrained path (``__srv__models__gpt2_a``) is the path's last component
 (``gpt2_a``, the name ``merge3 eval`` logs it under), any other folder its own name; a
 ``names`` map renames (keys: folder, model_name or id). A rerun that scores fewer docs of
 a task (``--limit``) than an earlier run in the same folder is warned about: its

@@ -170,7 +170,7 @@ def load_lm_eval_samples(paths: Sequence[str | Path] | str | Path, metric: str |
 
     ``paths``: files, model directories (``<output>/<model>/samples_*.jsonl``) or an output
     directory holding several. The model id comes from the output folder (irt.lm_eval_logs:
-    ``__work__models__gpt2_a`` -> ``gpt2_a``), ``names`` renames (folder, model_name or id
+    ``__srv__models__gpt2_a`` -> ``gpt2_a``), ``names`` renames (folder, model_name or id
     -> id) and ``model`` overrides it; ``metric`` defaults to the record's first listed
     metric (``acc``, ``exact_match``...).
     """

@@ -185,9 +185,9 @@ def test_merge3_log_without_score_is_named(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- mixing with merge3
 def test_lm_eval_model_id_is_the_output_folder_and_matches_merge3(tmp_path: Path) -> None:
-    """lm-eval's folder __work__models__gpt2_a (pretrained=/work/models/gpt2_a) is model
+    """lm-eval's folder __srv__models__gpt2_a (pretrained=/srv/models/gpt2_a) is model
     gpt2_a, the name merge3 eval logs the same checkpoint under: one row, not two."""
-    _write_lm_eval(tmp_path / "runs" / "lm", "/work/models/gpt2_a", "piqa", [1, 0])
+    _write_lm_eval(tmp_path / "runs" / "lm", "/srv/models/gpt2_a", "piqa", [1, 0])
     _write_merge3(tmp_path / "runs" / "m3", "gpt2_a", [("topic", "i1", 1.0)])
     # one directory holding both: merge3's samples_topic.jsonl is read as merge3's
     m = load_responses(tmp_path / "runs")
@@ -196,7 +196,7 @@ def test_lm_eval_model_id_is_the_output_folder_and_matches_merge3(tmp_path: Path
     # a folder lm-eval did not name keeps its own name
     renamed = tmp_path / "kept" / "my-run"
     renamed.parent.mkdir()
-    (tmp_path / "runs" / "lm" / "__work__models__gpt2_a").rename(renamed)
+    (tmp_path / "runs" / "lm" / "__srv__models__gpt2_a").rename(renamed)
     assert load_lm_eval_samples(tmp_path / "kept").model_ids == ("my-run",)
 
 

@@ -3,11 +3,13 @@
 tinyBenchmarks (Polo et al. 2024), metabench (Kipnis et al. 2024), MERGE³ (Mencattini et
 al. 2025) and AIPW (Zhang et al. 2025). See docs/irt.md. Estimators, anchor selectors and
 calibration engines are registries (ESTIMATORS, SELECTORS, ENGINES): docs/extending.md.
+Adaptive testing on a shared core (Fluid Benchmarking, Hofmann et al. 2025): AdaptiveTest.
 """
 
 from __future__ import annotations
 
 from irt.ability import fit_abilities, fit_merge_weights
+from irt.adaptive import AdaptiveTest
 from irt.anchors import (
     DEFAULT_SELECTOR,
     SELECTORS,
@@ -16,6 +18,7 @@ from irt.anchors import (
     extend_anchors,
     load_anchors,
     select_anchors,
+    union_anchors,
 )
 from irt.bank import BANK_FORMAT, ItemBank, load_bank, save_bank
 from irt.calibrate import (
@@ -35,6 +38,7 @@ from irt.estimators import (
     Estimator,
     estimate_accuracy,
 )
+from irt.flags import MIN_SPREAD, ItemFlags, flag_items
 from irt.loaders import (
     load_lm_eval_samples,
     load_long_table,
@@ -47,6 +51,7 @@ from irt.responses import ResponseMatrix, binarize_mean_preserving
 from irt.validate import ValidationConfig, validate
 
 __all__ = [
+    "AdaptiveTest",
     "AnchorEstimator",
     "AnchorSelector",
     "AnchorSet",
@@ -63,6 +68,8 @@ __all__ = [
     "IRTError",
     "ItemBank",
     "ItemBankError",
+    "ItemFlags",
+    "MIN_SPREAD",
     "ItemParams",
     "ResponseFileError",
     "ResponseMatrix",
@@ -74,6 +81,7 @@ __all__ = [
     "estimate_accuracy",
     "fit_abilities",
     "fit_merge_weights",
+    "flag_items",
     "extend_anchors",
     "load_anchors",
     "load_bank",
@@ -84,6 +92,7 @@ __all__ = [
     "recalibrate",
     "save_bank",
     "select_anchors",
+    "union_anchors",
     "validate",
     "write_report",
 ]

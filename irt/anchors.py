@@ -6,6 +6,14 @@ Fisher information at the population's abilities (metabench, Kipnis et al. 2024)
 clustering methods the anchor is the item nearest each centroid and its weight the
 cluster's share of items. Deterministic for a given seed.
 
+Items the bank flags (non-positive or near-zero discrimination, irt/flags.py) are never
+chosen, by any selector, plug-ins included: the selector sees the bank without them, and
+each flagged item's share of the weight goes to the anchor whose correctness column across
+the bank's models is nearest its own, so the weights still stand for the whole bank.
+
+:func:`union_anchors` joins a shared core and per-model adaptive top-up items
+(irt/adaptive.py) into one anchor set the estimators read.
+
 Each method is an :class:`AnchorSelector` in the :data:`SELECTORS` registry; a new one is
 a class with ``select(bank, k, seed)`` plus one ``SELECTORS.register`` line
 (docs/extending.md).
@@ -14,6 +22,7 @@ a class with ``select(bank, k, seed)`` plus one ``SELECTORS.register`` line
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -25,7 +34,7 @@ from irt.errors import IRTError, UnknownIRTNameError
 from merge3.registry import Registry
 
 __all__ = ["AnchorSet", "AnchorSelector", "select_anchors", "SELECTORS", "DEFAULT_SELECTOR",
-           "load_anchors", "extend_anchors"]
+           "load_anchors", "extend_anchors", "union_anchors"]
 
 # k-means on correctness: the best selector for every estimator at 50 anchors
 # (benchmarks/irt/README.md).
@@ -35,23 +44,40 @@ ANCHORS_FORMAT = "merge3-irt-anchors-v1"
 
 @dataclass(frozen=True)
 class AnchorSet:
-    """k anchor items (indices into the bank and ids) with weights summing to 1."""
+    """k anchor items (indices into the bank and ids) with weights summing to 1.
+
+    ``in_core`` (k,) bool, or None (every item): which items are the design sample the
+    weights describe. The others are adaptive top-ups (:func:`union_anchors`), weight 0:
+    chosen from a model's own answers, they are no sample of the bank and feed only the
+    model-based parts of the estimators (irt/estimators.py).
+    """
 
     indices: np.ndarray
     item_ids: tuple[str, ...]
     weights: np.ndarray
     method: str
     seed: int
+    in_core: np.ndarray | None = None
 
     @property
     def k(self) -> int:
         return int(self.indices.size)
 
+    @property
+    def core_mask(self) -> np.ndarray:
+        """(k,) True for the design sample's items (all of them unless a union)."""
+        if self.in_core is None:
+            return np.ones(self.k, dtype=bool)
+        return np.asarray(self.in_core, dtype=bool)
+
     def to_json(self) -> dict[str, object]:
+        items = [{"item": i, "index": int(x), "weight": float(w)}
+                 for i, x, w in zip(self.item_ids, self.indices, self.weights)]
+        if self.in_core is not None:  # a union: mark the top-ups
+            for entry, core in zip(items, self.core_mask):
+                entry["core"] = bool(core)
         return {"format": ANCHORS_FORMAT, "method": self.method, "seed": self.seed,
-                "k": self.k, "items": [{"item": i, "index": int(x), "weight": float(w)}
-                                       for i, x, w in zip(self.item_ids, self.indices,
-                                                          self.weights)]}
+                "k": self.k, "items": items}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
@@ -90,9 +116,12 @@ def load_anchors(path: str | Path, bank: ItemBank) -> AnchorSet:
         raise IRTError(f"{path}: anchor items {missing[:3]} are not in the bank.",
                        fix="select anchors from this bank.")
     ids = tuple(e["item"] for e in data["items"])
+    in_core = None
+    if any("core" in e for e in data["items"]):
+        in_core = np.array([bool(e.get("core", True)) for e in data["items"]])
     return AnchorSet(np.array([lookup[i] for i in ids], dtype=int), ids,
                      np.array([e["weight"] for e in data["items"]], dtype=float),
-                     str(data["method"]), int(data["seed"]))
+                     str(data["method"]), int(data["seed"]), in_core)
 
 
 def _nearest_assignment(features: np.ndarray, chosen: np.ndarray) -> np.ndarray:
@@ -214,23 +243,81 @@ SELECTORS.register("kmeans-irt", KMeansIRT())
 SELECTORS.register("fisher", FisherAnchors())
 
 
+def _filled_columns(bank: ItemBank) -> np.ndarray:
+    """(N, M) each item's correctness across the bank's models, NaN = the item's mean."""
+    columns = bank.responses.T
+    fill = np.nan_to_num(np.nanmean(columns, axis=1, keepdims=True), nan=0.5)
+    return np.where(np.isnan(columns), fill, columns)
+
+
+def _cover_flagged(bank: ItemBank, chosen: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weights over the whole bank: the unflagged share of ``weights`` plus each flagged
+    item's 1/N on the anchor nearest it in correctness (module docstring)."""
+    flagged = bank.flags.indices
+    columns = _filled_columns(bank)
+    d2 = ((columns[flagged][:, None, :] - columns[chosen][None, :, :]) ** 2).sum(-1)
+    nearest = np.bincount(d2.argmin(axis=1), minlength=chosen.size)
+    kept = bank.n_items - flagged.size
+    return (weights * kept + nearest) / bank.n_items
+
+
 def select_anchors(bank: ItemBank, k: int, method: str = DEFAULT_SELECTOR, seed: int = 0
                    ) -> AnchorSet:
-    """Choose k anchor items of ``bank`` by ``method`` (a name in SELECTORS)."""
+    """Choose k anchor items of ``bank`` by ``method`` (a name in SELECTORS), never a
+    flagged item (``bank.flagged``)."""
     selector = SELECTORS.get(method)
     if not 1 <= k <= bank.n_items:
         raise IRTError(f"k = {k} anchors asked from a bank of {bank.n_items} items.",
                        fix=f"choose 1 ≤ k ≤ {bank.n_items}.")
-    chosen, weights = selector.select(bank, k, seed)
+    selectable = bank.selectable
+    if k > selectable.size:
+        raise IRTError(f"k = {k} anchors asked, but only {selectable.size} of the bank's "
+                       f"{bank.n_items} items are unflagged ({bank.flags.count} have "
+                       "non-positive or near-zero discrimination).",
+                       fix=f"choose k ≤ {selectable.size}, or calibrate on more models.")
+    pool = bank if selectable.size == bank.n_items else bank.select_items(selectable)
+    chosen, weights = selector.select(pool, k, seed)
     chosen = np.asarray(chosen, dtype=int)
     weights = np.asarray(weights, dtype=float)
     if (chosen.shape != (k,) or weights.shape != (k,) or np.unique(chosen).size != k
-            or chosen.min() < 0 or chosen.max() >= bank.n_items):
+            or chosen.min() < 0 or chosen.max() >= pool.n_items):
         raise IRTError(f"Anchor selector {method!r} returned {chosen.size} items "
                        f"({np.unique(chosen).size} distinct) and {weights.size} weights for "
-                       f"k = {k} from a bank of {bank.n_items} items.",
+                       f"k = {k} from a bank of {pool.n_items} items.",
                        fix="return k distinct item indices in [0, n_items) and k weights.")
+    if pool is not bank:
+        chosen = selectable[chosen]
+        weights = _cover_flagged(bank, chosen, weights)
     return AnchorSet(chosen, tuple(bank.item_ids[i] for i in chosen), weights, method, seed)
+
+
+def union_anchors(bank: ItemBank, core: AnchorSet, extra: Sequence[int | str]) -> AnchorSet:
+    """The core's items (weights kept) followed by ``extra`` items (bank indices or ids)
+    with weight 0 and ``in_core`` False: one model's adaptive test as an anchor set.
+
+    Why weight 0: the core is a sample of the bank its weights describe; top-up items are
+    chosen where the model's own answers are most uncertain, so weighting them into the
+    anchor mean would bias it (towards 50% for every model). They enter the estimators
+    through the ability fit (p-, gp-, mp-, gmp-IRT: the items answered count as observed),
+    as AIPW's regressors, and through the held-out blend weights, which are measured on
+    this very item set (irt/estimators.py).
+    """
+    lookup = {item: i for i, item in enumerate(bank.item_ids)}
+    indices = list(int(i) for i in core.indices)
+    have = set(indices)
+    for item in extra:
+        index = lookup.get(item) if isinstance(item, str) else int(item)
+        if index is None or not 0 <= index < bank.n_items:
+            raise IRTError(f"Top-up item {item!r} is not in the bank.",
+                           fix="choose top-up items among the bank's items.")
+        if index not in have:
+            indices.append(index)
+            have.add(index)
+    n_extra = len(indices) - core.k
+    chosen = np.array(indices, dtype=int)
+    return AnchorSet(chosen, tuple(bank.item_ids[i] for i in chosen),
+                     np.concatenate([core.weights, np.zeros(n_extra)]), f"{core.method}+adaptive",
+                     core.seed, np.concatenate([core.core_mask, np.zeros(n_extra, dtype=bool)]))
 
 
 def extend_anchors(bank: ItemBank, anchors: AnchorSet, extra: int) -> AnchorSet:
@@ -245,15 +332,16 @@ def extend_anchors(bank: ItemBank, anchors: AnchorSet, extra: int) -> AnchorSet:
         raise IRTError(f"extend_anchors needs extra ≥ 1 items, got {extra}.",
                        fix="ask for at least one more item.")
     have = set(int(i) for i in anchors.indices)
-    room = bank.n_items - len(have)
+    room = np.setdiff1d(bank.selectable, anchors.indices).size  # flagged items are never added
     extra = min(extra, room)
     if extra == 0:
         return anchors
     method = anchors.method if anchors.method in SELECTORS else "random"
-    wider = select_anchors(bank, min(bank.n_items, len(have) + extra), method, anchors.seed)
+    wider = select_anchors(bank, min(bank.selectable.size, len(have) + extra), method,
+                           anchors.seed)
     new = [int(i) for i in wider.indices if int(i) not in have][:extra]
     if len(new) < extra:
-        rest = np.setdiff1d(np.arange(bank.n_items), np.array(sorted(have | set(new)), int))
+        rest = np.setdiff1d(bank.selectable, np.array(sorted(have | set(new)), int))
         rng = np.random.default_rng(anchors.seed + 1)
         new += [int(i) for i in rng.choice(rest, size=extra - len(new), replace=False)]
     chosen = np.array(sorted(have | set(new)), dtype=int)

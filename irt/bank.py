@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from irt.errors import ItemBankError
+from irt.flags import MIN_SPREAD, ItemFlags, flag_items
 from irt.params import ItemParams
 from irt.responses import ResponseMatrix
 
@@ -50,6 +52,37 @@ class ItemBank:
     def n_items(self) -> int:
         return self.params.n_items
 
+    @cached_property
+    def flags(self) -> ItemFlags:
+        """Discrimination diagnostics and the flagged items (irt/flags.py); the threshold
+        is ``metadata["flag_threshold"]`` when a bank sets one, else MIN_SPREAD."""
+        threshold = float(self.metadata.get("flag_threshold", MIN_SPREAD))
+        return flag_items(self.params.alpha, self.theta, self.responses, self.item_tasks,
+                          threshold)
+
+    @property
+    def flagged(self) -> dict[str, str]:
+        """{item id: "negative" | "near-zero"} of the items left out of selection."""
+        return self.flags.by_item(self.item_ids)
+
+    @property
+    def selectable(self) -> np.ndarray:
+        """Indices of the unflagged items, the ones selectors may choose."""
+        return np.flatnonzero(~self.flags.mask(self.n_items))
+
+    def select_items(self, indices: np.ndarray) -> ItemBank:
+        """The bank restricted to ``indices`` (same models and abilities); the validation
+        fit's item parameters are restricted alike."""
+        indices = np.asarray(indices, dtype=int)
+        validation = dict(self.validation)
+        for key in ("alpha", "beta"):
+            if key in validation:
+                validation[key] = validation[key][indices]
+        return ItemBank(self.params.subset(indices), tuple(self.item_ids[i] for i in indices),
+                        tuple(self.item_tasks[i] for i in indices), self.model_ids,
+                        self.theta, self.responses[:, indices], dict(self.metadata),
+                        validation)
+
     def population(self) -> ResponseMatrix:
         return ResponseMatrix(self.responses, self.model_ids, self.item_ids, self.item_tasks)
 
@@ -83,7 +116,9 @@ def save_bank(bank: ItemBank, directory: str | Path) -> Path:
     header = {"format": BANK_FORMAT, "n_items": bank.n_items, "n_models": len(bank.model_ids),
               "dims": bank.dims, "item_ids": list(bank.item_ids),
               "item_tasks": list(bank.item_tasks), "model_ids": list(bank.model_ids),
-              "metadata": bank.metadata}
+              "metadata": bank.metadata,
+              # for humans: load_bank recomputes the flags from the arrays
+              "flagged": bank.flags.to_json(bank.item_ids)}
     (out / "bank.json").write_text(json.dumps(header, indent=1, default=str), encoding="utf-8")
     import pandas as pd
 
@@ -94,6 +129,11 @@ def save_bank(bank: ItemBank, directory: str | Path) -> Path:
         a, b = bank.params.two_pl()
         items["a"], items["b"] = a, b
     items["population_accuracy"] = np.nanmean(bank.responses, axis=0)
+    items["ability_loading"] = bank.flags.loading
+    items["logit_sd"] = bank.flags.spread
+    flag = np.full(bank.n_items, "", dtype=object)
+    flag[bank.flags.indices] = bank.flags.reasons
+    items["flag"] = flag
     pd.DataFrame(items).to_csv(out / "items.csv", index=False)
     models = {"model": bank.model_ids, "accuracy": np.nanmean(bank.responses, axis=1)}
     for d in range(bank.dims):

@@ -84,7 +84,13 @@ def _calibrate(args: argparse.Namespace) -> int:
             bank.log_to_mlflow(args.out)
     print(f"item bank {args.out}: {bank.metadata['n_models']} models × {bank.n_items} items, "
           f"{args.model} D = {bank.dims}, engine {args.engine}, {bank.metadata['seconds']} s")
+    print(_flag_line(bank))
     return 0
+
+
+def _flag_line(bank) -> str:  # noqa: ANN001 - ItemBank
+    """How many items are flagged and which (also in bank.json's "flagged", items.csv)."""
+    return "flagged: " + bank.flags.summary(bank.item_ids, bank.n_items)
 
 
 def _calibrate_per_task(args: argparse.Namespace, responses) -> int:  # noqa: ANN001
@@ -109,6 +115,7 @@ def _calibrate_per_task(args: argparse.Namespace, responses) -> int:  # noqa: AN
         print(f"item bank {args.out / task}: {bank.metadata['n_models']} models × "
               f"{bank.n_items} items, {args.model} D = {bank.dims}, engine {args.engine}, "
               f"{bank.metadata['seconds']} s")
+        print(f"  {_flag_line(bank)}")
     return 0
 
 

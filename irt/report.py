@@ -89,6 +89,25 @@ def _recalibration(summary) -> str:  # noqa: ANN001
     return "\n".join(lines) + "\n"
 
 
+def _flagged(info: dict) -> str:
+    """Per calibration: how many items were flagged (left out of anchor selection) and the
+    first ids; the full lists are in info.json."""
+    lines = []
+    for c in info.get("calibrations", []):
+        flags = c.get("flagged")
+        if flags is None:
+            continue
+        ids = list(flags["items"])
+        shown = ", ".join(ids[:8]) + (f" … (+{len(ids) - 8})" if len(ids) > 8 else "")
+        lines.append(f"| {c['split']} | {c['seed']} | {c['n_train']} | {flags['count']} | "
+                     f"{flags['negative']} | {flags['near-zero']} | {shown} |")
+    if not lines:
+        return ""
+    return ("\nFlagged items (non-positive or near-zero discrimination, never selected; "
+            "irt/flags.py):\n\n| split | seed | models | flagged | negative | near-zero | "
+            "items |\n|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n")
+
+
 def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
                  command: str = "", machine: str = "") -> Path:
     """Write results.csv, summary.csv, report.md and mae_vs_k.png into ``out_dir``."""
@@ -111,7 +130,9 @@ def write_report(rows: list[dict], info: dict, out_dir: str | Path, title: str,
              f"Population: {info['n_models']} models × {info['n_items']} items. "
              f"Best at k = {k_ref} on random held-out models: **{best[0]} with {best[1]} anchors, "
              f"{best[2]:.2f} pp MAE**.\n",
-             "Calibrations: " + json.dumps(info.get("calibrations", [])) + "\n"]
+             "Calibrations: " + json.dumps([{k: v for k, v in c.items() if k != "flagged"}
+                                            for c in info.get("calibrations", [])]) + "\n",
+             _flagged(info)]
     if "recalibration_seconds" in info:
         parts.append(f"Recalibration: {info['recalibration_added']} strongest models added, "
                      f"{info['recalibration_seconds']} s.\n")

@@ -120,9 +120,11 @@ def validate(responses: ResponseMatrix, config: ValidationConfig | None = None,
                                      "seconds": round(time.perf_counter() - started, 1),
                                      "n_train": train.n_models,
                                      "dimension_selection_mae_pp":
-                                         bank.metadata["dimension_selection_mae_pp"]})
+                                         bank.metadata["dimension_selection_mae_pp"],
+                                     "flagged": bank.flags.to_json(bank.item_ids)})
         say(f"calibrated {label} seed {seed}: D = {bank.dims}, "
-            f"{time.perf_counter() - started:.0f} s")
+            f"{time.perf_counter() - started:.0f} s; flagged: "
+            + bank.flags.summary(bank.item_ids, bank.n_items, show=5))
         return bank
 
     for split in config.splits:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from irt import SELECTORS, IRTError, load_anchors, select_anchors
@@ -62,3 +65,79 @@ def test_extended_anchors_keep_the_originals_and_add_exactly_extra(small_bank, m
     _, se_small = est_small.predict("p-irt", truth[base.indices][None])
     _, se_wide = est_wide.predict("p-irt", truth[wider.indices][None])
     assert se_wide[0] < se_small[0]
+
+
+def planted_truth_a() -> np.ndarray:
+    """The simulated discriminations behind :func:`planted`."""
+    from tests.irt.conftest import simulate_2pl
+
+    return simulate_2pl(150, 60, seed=5)[2]
+
+
+@pytest.fixture(scope="module")
+def planted(make_2pl):  # noqa: ANN001, ANN201
+    """A calibrated bank with item 7 answered backwards (better models fail it) and item 11
+    answered right by every model: the first discriminates negatively, the second not at
+    all."""
+    from irt import ResponseMatrix, calibrate
+
+    matrix = make_2pl(150, 60, seed=5)[0]
+    scores = matrix.scores.copy()
+    scores[:, 7] = 1 - scores[:, 7]
+    scores[:, 11] = 1.0
+    planted = ResponseMatrix(scores, matrix.model_ids, matrix.item_ids, matrix.item_tasks)
+    return calibrate(planted, model="mirt", dims=2, seed=0)
+
+
+def test_planted_items_are_flagged_with_their_reason(planted, tmp_path) -> None:  # noqa: ANN001
+    from irt import load_bank
+
+    ids = planted.item_ids
+    assert {ids[7]: "negative", ids[11]: "near-zero"}.items() <= planted.flagged.items()
+    # anything else flagged is a weak item whose fitted slope came out near zero (true
+    # a < 0.6 where the simulation's median is 1), never a negative one
+    true_a = planted_truth_a()
+    others = [ids.index(i) for i in planted.flagged if i not in (ids[7], ids[11])]
+    assert all(true_a[i] < 0.6 and planted.flagged[ids[i]] == "near-zero" for i in others)
+    assert planted.flags.loading[7] < 0 < planted.flags.loading[3]
+    assert planted.flags.spread[11] < planted.flags.threshold < planted.flags.spread[3]
+    saved = planted.save(tmp_path / "bank")
+    header = json.loads((saved / "bank.json").read_text())
+    assert header["flagged"]["items"] == planted.flagged
+    assert header["flagged"]["negative"] == 1
+    assert header["flagged"]["near-zero"] == planted.flags.count - 1
+    assert load_bank(saved).flagged == planted.flagged  # recomputed from the arrays
+    items = pd.read_csv(saved / "items.csv")
+    assert items.loc[7, "flag"] == "negative" and items.loc[11, "flag"] == "near-zero"
+
+
+@pytest.mark.parametrize("method", SELECTORS)
+def test_no_selector_picks_a_flagged_item(planted, method: str) -> None:  # noqa: ANN001
+    flagged = set(planted.flagged)
+    for k in (12, planted.selectable.size):
+        anchors = select_anchors(planted, k, method, seed=0)
+        assert not flagged & set(anchors.item_ids) and anchors.k == k
+        assert anchors.weights.sum() == pytest.approx(1.0) and (anchors.weights >= 0).all()
+    with pytest.raises(IRTError, match="unflagged"):
+        select_anchors(planted, planted.selectable.size + 1, method)
+
+
+def test_flagged_items_weigh_on_their_nearest_anchor(planted) -> None:  # noqa: ANN001
+    # kmeans-irt shares over the unflagged items, then 1/60 per flagged item moved to the
+    # anchor nearest it in correctness: weights are multiples of 1/60 summing to 1
+    anchors = select_anchors(planted, 10, "kmeans-irt", seed=0)
+    np.testing.assert_allclose(anchors.weights * 60, np.round(anchors.weights * 60), atol=1e-9)
+    from irt import extend_anchors
+
+    wider = extend_anchors(planted, anchors, 1000)
+    assert wider.k == planted.selectable.size and not set(planted.flagged) & set(wider.item_ids)
+
+
+def test_small_or_flat_populations_flag_nothing(small_bank) -> None:  # noqa: ANN001
+    from irt import flag_items
+
+    # the simulated 2PL has lognormal discriminations: nothing to flag
+    assert small_bank.flags.count == 0
+    two = flag_items(small_bank.params.alpha, small_bank.theta[:2],
+                     small_bank.responses[:2], small_bank.item_tasks)
+    assert two.count == 0

@@ -101,3 +101,39 @@ def test_calibrate_per_task_writes_the_bank_folder_a_search_reads(table: Path, t
         expected = {f"{task}/{i}" for i in rows.loc[rows["task"] == task, "item"]}
         assert set(bank.item_ids) == expected  # only that task's items
     assert capsys.readouterr().out.count("item bank ") == len(tasks)
+
+
+@pytest.fixture(scope="module")
+def planted_table(tmp_path_factory, simulated) -> Path:  # noqa: ANN001
+    """The CLI table with item task1/4 answered backwards: better models fail it."""
+    matrix = simulated[0].select_models(range(120)).select_items(range(80))
+    scores = matrix.scores.copy()
+    backwards = matrix.item_ids.index("task1/4")
+    scores[:, backwards] = 1 - scores[:, backwards]
+    rows = [{"model": m, "item": i.split("/", 1)[1], "task": t, "score": s}
+            for m, row in zip(matrix.model_ids, scores)
+            for i, t, s in zip(matrix.item_ids, matrix.item_tasks, row)]
+    path = tmp_path_factory.mktemp("planted") / "responses.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_calibrate_and_validate_report_flagged_items(planted_table: Path, tmp_path: Path,
+                                                     capsys) -> None:  # noqa: ANN001
+    bank = tmp_path / "bank"
+    assert _run(["irt", "calibrate", str(planted_table), "--out", str(bank), "--dims", "1"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("flagged: ")]
+    assert len(line) == 1 and "task1/4" in line[0] and "1 negative" in line[0]
+    assert json.loads((bank / "bank.json").read_text())["flagged"]["items"]["task1/4"] == \
+        "negative"
+    out = tmp_path / "report"
+    assert _run(["irt", "validate", str(planted_table), "--out", str(out), "--ks", "5",
+                 "--seeds", "0", "--selectors", "random", "--estimators", "mean",
+                 "--dims", "1", "--no-recalibration"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("flagged: ") == 2 and "task1/4" in printed  # random + strongest
+    info = json.loads((out / "info.json").read_text())
+    assert all(c["flagged"]["items"].get("task1/4") == "negative"
+               for c in info["calibrations"])
+    report = (out / "report.md").read_text()
+    assert "Flagged items" in report and "task1/4" in report

@@ -19,6 +19,8 @@ N-th time (counted from its start) it reaches STAGE:
   candidates are still in flight on the workers);
 - ``log``: the candidate's MLflow run was created, its metrics and status not yet logged;
 - ``generation``: every candidate of a generation is finished, its front not yet logged.
+- ``refit``: the front was fully evaluated (``fitness.full_every``), the item banks not
+  yet recalibrated with it.
 
 Unset (the default), :func:`kill_point` does nothing.
 """
@@ -31,10 +33,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FaultInjector", "InjectedFault", "kill_point", "KILL_ENV", "KILL_STAGES"]
+__all__ = ["FaultInjector", "InjectedFault", "kill_point", "KILL_ENV", "KILL_STAGES",
+           "REFIT_STAGE"]
 
 KILL_ENV = "MERGE3_FAULT_KILL_AT"
-KILL_STAGES = ("ask", "evaluate", "log", "generation")
+KILL_STAGES = ("ask", "evaluate", "log", "generation")  # those every search reaches
+# reached only where fitness.full_every and recalibrate are on
+REFIT_STAGE = "refit"
 
 
 class InjectedFault(RuntimeError):
@@ -70,9 +75,9 @@ def _kill_spec() -> tuple[str, int] | None:
     if not spec:
         return None
     stage, _, count = spec.partition(":")
-    if stage not in KILL_STAGES or not count.isdigit() or int(count) < 1:
+    if stage not in (*KILL_STAGES, REFIT_STAGE) or not count.isdigit() or int(count) < 1:
         raise ValueError(f"bad {KILL_ENV}={spec!r}: STAGE:N with STAGE one of "
-                         f"{', '.join(KILL_STAGES)} and N >= 1")
+                         f"{', '.join((*KILL_STAGES, REFIT_STAGE))} and N >= 1")
     return stage, int(count)
 
 

@@ -150,12 +150,37 @@ class Fitness:
             out[task] = TaskScore(float(value[0]), float(stderr[0]), len(anchor_ids))
         return out
 
+    def adopt_banks(self, directory: Path) -> list[str]:
+        """Take the recalibrated banks an earlier session of this search saved under
+        ``directory/<task>`` (a resumed search goes on from them, not from the original
+        banks); the anchors stay those selected on the original bank. Tasks adopted."""
+        from irt import AnchorEstimator, load_bank
+
+        adopted = []
+        for task, bank in list(self.banks.items()):
+            saved = directory / task
+            if not saved.is_dir():
+                continue
+            refit = load_bank(saved)
+            if tuple(refit.item_ids) != tuple(bank.item_ids):
+                raise RecipeError(
+                    f"The recalibrated {task} bank in {saved} has other items than the "
+                    "search's item bank.",
+                    fix=f"resume with the item bank the search started with, or remove "
+                        f"{saved} to go on from the original bank.")
+            self.banks[task] = refit
+            self.prepared[task] = AnchorEstimator(refit, self.anchor_sets[task])
+            if task in self.extended:
+                self.extended[task] = AnchorEstimator(refit, self.extended[task].anchors)
+            adopted.append(task)
+        return adopted
+
     def recalibrate(self, evaluated: Mapping[str, Mapping[str, Mapping[str, float]]],
                     out_dir: Path) -> dict[str, Path]:
         """Add fully evaluated candidates (model -> task -> item -> score) to every task's
         bank, refit it warm-started (IRT recalibration), save it under ``out_dir/<task>``
         and re-prepare the estimators on the same anchors; task -> saved bank."""
-        from irt import AnchorEstimator, ResponseMatrix, recalibrate, save_bank
+        from irt import AnchorEstimator, ResponseMatrix, recalibrate
 
         saved = {}
         for task, bank in self.banks.items():
@@ -171,8 +196,27 @@ class Fitness:
             self.prepared[task] = AnchorEstimator(bank, self.anchor_sets[task])
             if task in self.extended:
                 self.extended[task] = AnchorEstimator(bank, self.extended[task].anchors)
-            saved[task] = save_bank(bank, out_dir / task)
+            saved[task] = _save_whole(bank, out_dir / task)
         return saved
+
+
+def _save_whole(bank: object, directory: Path) -> Path:
+    """Save ``bank`` to ``directory`` so that a kill leaves the old bank or the new one,
+    never a mix: written beside it, then swapped in by renames."""
+    import shutil
+
+    from irt import save_bank
+
+    partial = directory.with_name(f".{directory.name}.partial")
+    old = directory.with_name(f".{directory.name}.old")
+    for stale in (partial, old):
+        shutil.rmtree(stale, ignore_errors=True)
+    save_bank(bank, partial)
+    if directory.exists():
+        directory.rename(old)
+    partial.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
 
 
 def full_accuracy(responses: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

@@ -15,6 +15,7 @@ import json
 import logging
 from pathlib import Path
 
+from search.faults import REFIT_STAGE, kill_point
 from search.fitness import Fitness, full_accuracy
 from search.records import TrialRecord
 from search.tracking import Tracker
@@ -26,10 +27,18 @@ log = logging.getLogger("merge3.search")
 FULL_EVALS = "full_evals.jsonl"
 
 
-def _scored(log_path: Path) -> set[int]:
+def _logged(log_path: Path) -> list[dict]:
     if not log_path.exists():
-        return set()
-    return {json.loads(line)["trial"] for line in log_path.read_text().splitlines() if line}
+        return []
+    return [json.loads(line) for line in log_path.read_text().splitlines() if line]
+
+
+def _not_in_banks(logged: list[dict], fitness: Fitness) -> dict[str, dict]:
+    """Fully evaluated members whose responses a bank refit has not taken yet (a kill came
+    between their full evaluation and the refit): model id -> task -> item -> score."""
+    in_banks = {m for bank in fitness.banks.values() for m in bank.model_ids}
+    return {f"trial-{r['trial']}": r["responses"] for r in logged
+            if "responses" in r and f"trial-{r['trial']}" not in in_banks}
 
 
 class _FullResults:
@@ -45,8 +54,9 @@ class _FullResults:
             log.warning("full evaluation of trial %s failed: %s", result.key, result.error)
             return
         self.item_evaluations += result.items_evaluated
+        # the responses too: a search killed before the banks were refit recovers them
         record = {"trial": result.key, "generation": self.generation,
-                  "accuracy": full_accuracy(result.responses)}
+                  "accuracy": full_accuracy(result.responses), "responses": result.responses}
         with self.log_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         self.responses[f"trial-{result.key}"] = result.responses
@@ -60,15 +70,20 @@ def evaluate_front_fully(front: list[TrialRecord], pool: WorkerPool, fitness: Fi
     """Score the members of ``front`` not scored before on the full items; the number of
     item evaluations it took."""
     log_path = run_dir / FULL_EVALS
-    done = _scored(log_path)
+    logged = _logged(log_path)
+    done = {r["trial"] for r in logged}
     members = [r for r in front if r.number not in done]
-    if not members:
+    pending = _not_in_banks(logged, fitness) if recalibrate else {}
+    if not members and not pending:
         return 0
     results = _FullResults(log_path, tracker, generation)
-    items = fitness.full_items()
-    pool.run([(r.number, r.recipe, items) for r in members], results)
+    results.responses.update(pending)
+    if members:
+        items = fitness.full_items()
+        pool.run([(r.number, r.recipe, items) for r in members], results)
     if log_path.exists():
         tracker.log_artifact(log_path)
+    kill_point(REFIT_STAGE)
     if recalibrate and results.responses:
         for task, path in fitness.recalibrate(results.responses, run_dir / "banks").items():
             tracker.log_artifact(path, f"item_banks/gen{generation:03d}/{task}")

@@ -85,6 +85,10 @@ def run_search(
         resolved = config.model_dump(mode="json")
         if resume:
             _check_resume(RunState(run_dir), resolved, run_dir)
+            # a search that recalibrated its banks goes on from them
+            adopted = inputs.fitness.adopt_banks(run_dir / "banks")
+            if adopted:
+                log.info("resumed from the recalibrated item banks of %s", ", ".join(adopted))
         # everything is checked before the run directory is created: bad input leaves nothing
         run_dir.mkdir(parents=True, exist_ok=True)
         if not lock.held:

@@ -147,3 +147,42 @@ def _finished_trials(run_dir, study):
 
     return [t for t in load_trials(run_dir, study)
             if t.state.name in ("COMPLETE", "FAIL") and not t.user_attrs.get("interrupted")]
+
+
+def test_killed_before_a_bank_refit_refits_with_what_was_evaluated(
+        search_setting, ray_local, tmp_path):
+    """With full_every: 1 and recalibration, a kill between the first full evaluation of
+    the front and the bank refit: on resume, the members evaluated before the kill (kept
+    with their responses in full_evals.jsonl) are not evaluated again but do go into the
+    refit, so the final banks hold every fully evaluated member once."""
+    from irt import load_bank
+
+    config = search_config(search_setting, name="refit-kill",
+                           strategy={"population": 4, "generations": 3},
+                           fitness={"full_every": 1})
+    config_path = tmp_path / "search.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    address = ray_local.get_runtime_context().gcs_address
+    args = ["search", str(config_path), "--run-dir", str(run_dir), "--address", address, "-q"]
+    killed = driver(args, kill_at="refit:1")
+    output, _ = killed.communicate(timeout=600)
+    assert killed.returncode == -signal.SIGKILL, output[-3000:]
+    logged = [yaml.safe_load(line) for line in
+              (run_dir / "full_evals.jsonl").read_text().splitlines()]
+    assert logged and {r["generation"] for r in logged} == {0}
+    assert not (run_dir / "banks" / "alpha").exists()  # killed before the refit
+
+    resumed = driver([*args, "--resume"])
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output[-3000:]
+    again = [yaml.safe_load(line) for line in
+             (run_dir / "full_evals.jsonl").read_text().splitlines()]
+    assert again[:len(logged)] == logged  # nothing evaluated twice
+    assert len({r["trial"] for r in again}) == len(again)
+    original = load_bank(search_setting["banks"] / "alpha").model_ids
+    for task in ("alpha", "beta"):
+        final = load_bank(run_dir / "banks" / task).model_ids
+        added = [m for m in final if m not in original]
+        assert sorted(added) == sorted(f"trial-{r['trial']}" for r in again)
+        assert len(final) == len(original) + len(added)

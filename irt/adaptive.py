@@ -91,13 +91,14 @@ class AdaptiveTest:
     was calibrated. ``budget``: most items a model answers, core included. ``batch``: top-up
     items per round. ``se_target``: stop once the estimator's standard error is at most this
     (None: run to the budget). ``estimator``: a name in irt.ESTIMATORS, used for the
-    stopping rule and :meth:`estimate`.
+    stopping rule and :meth:`estimate`. ``exclude_flagged`` False lets flagged items be
+    asked (ablations only).
     """
 
     def __init__(self, bank: ItemBank, core: AnchorSet, *, budget: int = 20, batch: int = 5,
                  se_target: float | None = 0.03, estimator: str = DEFAULT_ESTIMATOR,
                  criterion: str = "d-optimal", prior_inflation: float = 1.0,
-                 cache_size: int = 256) -> None:
+                 exclude_flagged: bool = True, cache_size: int = 256) -> None:
         ESTIMATORS.get(estimator)  # a typo fails here
         if criterion not in CRITERIA:
             raise IRTError(f"Unknown adaptive criterion {criterion!r}.",
@@ -114,7 +115,8 @@ class AdaptiveTest:
         self.prior = ability_prior(bank.theta, prior_inflation)
         self._lookup = {item: i for i, item in enumerate(bank.item_ids)}
         self._core = set(int(i) for i in core.indices)
-        self._selectable = set(int(i) for i in bank.selectable)
+        self._selectable = set(int(i) for i in (
+            bank.selectable if exclude_flagged else range(bank.n_items)))
         self._cache: OrderedDict[tuple[int, ...], AnchorEstimator] = OrderedDict()
         self._cache_size = cache_size
 

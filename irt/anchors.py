@@ -261,15 +261,16 @@ def _cover_flagged(bank: ItemBank, chosen: np.ndarray, weights: np.ndarray) -> n
     return (weights * kept + nearest) / bank.n_items
 
 
-def select_anchors(bank: ItemBank, k: int, method: str = DEFAULT_SELECTOR, seed: int = 0
-                   ) -> AnchorSet:
+def select_anchors(bank: ItemBank, k: int, method: str = DEFAULT_SELECTOR, seed: int = 0,
+                   *, exclude_flagged: bool = True) -> AnchorSet:
     """Choose k anchor items of ``bank`` by ``method`` (a name in SELECTORS), never a
-    flagged item (``bank.flagged``)."""
+    flagged item (``bank.flagged``) unless ``exclude_flagged`` is False (for ablations:
+    what leaving them out changes)."""
     selector = SELECTORS.get(method)
     if not 1 <= k <= bank.n_items:
         raise IRTError(f"k = {k} anchors asked from a bank of {bank.n_items} items.",
                        fix=f"choose 1 ≤ k ≤ {bank.n_items}.")
-    selectable = bank.selectable
+    selectable = bank.selectable if exclude_flagged else np.arange(bank.n_items)
     if k > selectable.size:
         raise IRTError(f"k = {k} anchors asked, but only {selectable.size} of the bank's "
                        f"{bank.n_items} items are unflagged ({bank.flags.count} have "

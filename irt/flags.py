@@ -19,9 +19,13 @@ calibration population: with ℓ_im = α_iᵀθ_m its logit for model m (without
   when θ is oriented with accuracy). r_i ≤ 0 is **negative** discrimination: better
   models are predicted to do worse on it.
 
-Items of a bank with fewer than 3 models, or whose task's accuracy does not vary across
-models, are never flagged (there is nothing to judge them by). Shapes: alpha (N, D), theta
-(M, D), responses (M, N).
+Items every population model answers alike (all right or all wrong) are not judged: their
+α is not identified by the data (the fit leaves it where it started: once β saturates
+the logits, the likelihood's gradient on α vanishes), so its sign means nothing. They are
+counted (``constant``) and stay selectable: they say nothing about ability differences
+within the population, but nothing false either. Nor are items of a bank with fewer than
+3 models, or of a task whose accuracy does not vary across models, ever flagged.
+Shapes: alpha (N, D), theta (M, D), responses (M, N).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class ItemFlags:
     indices: np.ndarray
     reasons: tuple[str, ...]
     threshold: float
+    constant: int = 0  # items every model answered alike: not judged (module docstring)
 
     @property
     def count(self) -> int:
@@ -65,21 +70,23 @@ class ItemFlags:
 
     def summary(self, item_ids: Sequence[str], n_items: int, show: int = 10) -> str:
         """One line for humans: how many, the share, by reason, the first ``show`` ids."""
+        constant = (f"; {self.constant} answered alike by every model, not judged"
+                    if self.constant else "")
         if not self.count:
-            return f"0 of {n_items} items flagged (discrimination ≤ 0 or logit s.d. < " \
-                   f"{self.threshold:g})"
+            return (f"0 of {n_items} items flagged (discrimination ≤ 0 or logit s.d. < "
+                    f"{self.threshold:g}){constant}")
         counts = {r: self.reasons.count(r) for r in (NEGATIVE, NEAR_ZERO)}
         ids = [item_ids[int(i)] for i in self.indices[:show]]
         more = f" … (+{self.count - show})" if self.count > show else ""
         return (f"{self.count} of {n_items} items flagged ({100 * self.count / n_items:.1f}%: "
                 f"{counts[NEGATIVE]} negative, {counts[NEAR_ZERO]} near-zero discrimination, "
-                f"logit s.d. < {self.threshold:g}), left out of anchor and adaptive selection: "
-                + ", ".join(ids) + more)
+                f"logit s.d. < {self.threshold:g}){constant}; left out of anchor and adaptive "
+                "selection: " + ", ".join(ids) + more)
 
     def to_json(self, item_ids: Sequence[str]) -> dict[str, object]:
         counts = {r: self.reasons.count(r) for r in (NEGATIVE, NEAR_ZERO)}
         return {"count": self.count, "threshold": self.threshold, **counts,
-                "items": self.by_item(item_ids)}
+                "constant": self.constant, "items": self.by_item(item_ids)}
 
 
 def _no_flags(n_items: int, threshold: float) -> ItemFlags:
@@ -114,8 +121,13 @@ def flag_items(alpha: np.ndarray, theta: np.ndarray, responses: np.ndarray,
             sd = np.sqrt(np.mean(part**2, axis=0)) * np.sqrt(np.mean(acc**2))
             loading[cols] = np.where(sd > 0, cov / sd, 0.0)
             judged[cols] = True
+    observed = ~np.isnan(responses)
+    high = np.where(observed, responses, -np.inf).max(axis=0)
+    low = np.where(observed, responses, np.inf).min(axis=0)
+    constant = ~(high > low)  # never answered differently (or never answered)
+    judged &= ~constant
     near_zero = judged & (spread < threshold)
     negative = judged & ~near_zero & (loading <= 0)
     indices = np.flatnonzero(near_zero | negative)
     reasons = tuple(NEAR_ZERO if near_zero[i] else NEGATIVE for i in indices)
-    return ItemFlags(loading, spread, indices, reasons, threshold)
+    return ItemFlags(loading, spread, indices, reasons, threshold, int(constant.sum()))

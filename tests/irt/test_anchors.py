@@ -76,15 +76,14 @@ def planted_truth_a() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def planted(make_2pl):  # noqa: ANN001, ANN201
-    """A calibrated bank with item 7 answered backwards (better models fail it) and item 11
-    answered right by every model: the first discriminates negatively, the second not at
-    all."""
+    """A calibrated bank with item 7 answered backwards (better models fail it) and item 12
+    answered right by every model (its α is not identified: not judged)."""
     from irt import ResponseMatrix, calibrate
 
     matrix = make_2pl(150, 60, seed=5)[0]
     scores = matrix.scores.copy()
     scores[:, 7] = 1 - scores[:, 7]
-    scores[:, 11] = 1.0
+    scores[:, 12] = 1.0
     planted = ResponseMatrix(scores, matrix.model_ids, matrix.item_ids, matrix.item_tasks)
     return calibrate(planted, model="mirt", dims=2, seed=0)
 
@@ -93,22 +92,34 @@ def test_planted_items_are_flagged_with_their_reason(planted, tmp_path) -> None:
     from irt import load_bank
 
     ids = planted.item_ids
-    assert {ids[7]: "negative", ids[11]: "near-zero"}.items() <= planted.flagged.items()
-    # anything else flagged is a weak item whose fitted slope came out near zero (true
-    # a < 0.6 where the simulation's median is 1), never a negative one
+    assert planted.flagged.get(ids[7]) == "negative"
+    assert ids[12] not in planted.flagged and planted.flags.constant == 1
+    # anything else flagged is a weak item of the simulation (true a < 0.6, median 1)
     true_a = planted_truth_a()
-    others = [ids.index(i) for i in planted.flagged if i not in (ids[7], ids[11])]
-    assert all(true_a[i] < 0.6 and planted.flagged[ids[i]] == "near-zero" for i in others)
+    assert all(true_a[ids.index(i)] < 0.6 for i in planted.flagged if i != ids[7])
     assert planted.flags.loading[7] < 0 < planted.flags.loading[3]
-    assert planted.flags.spread[11] < planted.flags.threshold < planted.flags.spread[3]
     saved = planted.save(tmp_path / "bank")
     header = json.loads((saved / "bank.json").read_text())
     assert header["flagged"]["items"] == planted.flagged
-    assert header["flagged"]["negative"] == 1
-    assert header["flagged"]["near-zero"] == planted.flags.count - 1
+    assert header["flagged"]["negative"] >= 1 and header["flagged"]["constant"] == 1
     assert load_bank(saved).flagged == planted.flagged  # recomputed from the arrays
     items = pd.read_csv(saved / "items.csv")
-    assert items.loc[7, "flag"] == "negative" and items.loc[11, "flag"] == "near-zero"
+    assert items.loc[7, "flag"] == "negative" and items.loc[12, "flag"] != "negative"
+
+
+def test_near_zero_discrimination_is_the_logit_spread_threshold() -> None:
+    from irt import MIN_SPREAD, ItemBank, ItemParams
+
+    theta = np.linspace(-2, 2, 41)[:, None]  # s.d. 1.2
+    alpha = np.array([[1.0], [0.5 * MIN_SPREAD / theta.std()], [2 * MIN_SPREAD / theta.std()]])
+    responses = (theta @ alpha.T > 0).astype(float)
+    bank = ItemBank(ItemParams(alpha, np.zeros(3)), ("t/0", "t/1", "t/2"), ("t",) * 3,
+                    tuple(f"m{k}" for k in range(41)), theta, responses)
+    np.testing.assert_allclose(bank.flags.spread, alpha[:, 0] * theta.std())
+    assert bank.flagged == {"t/1": "near-zero"}
+    strict = ItemBank(bank.params, bank.item_ids, bank.item_tasks, bank.model_ids, theta,
+                      responses, {"flag_threshold": 3 * MIN_SPREAD})
+    assert strict.flagged == {"t/1": "near-zero", "t/2": "near-zero"}
 
 
 @pytest.mark.parametrize("method", SELECTORS)
@@ -125,6 +136,7 @@ def test_no_selector_picks_a_flagged_item(planted, method: str) -> None:  # noqa
 def test_flagged_items_weigh_on_their_nearest_anchor(planted) -> None:  # noqa: ANN001
     # kmeans-irt shares over the unflagged items, then 1/60 per flagged item moved to the
     # anchor nearest it in correctness: weights are multiples of 1/60 summing to 1
+    assert planted.flags.count >= 1
     anchors = select_anchors(planted, 10, "kmeans-irt", seed=0)
     np.testing.assert_allclose(anchors.weights * 60, np.round(anchors.weights * 60), atol=1e-9)
     from irt import extend_anchors

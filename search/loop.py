@@ -27,6 +27,7 @@ from search.pareto import close_call
 from search.prepare import SearchInputs
 from search.records import TrialRecord, finished_records, front_of, stored_trial
 from search.rundir import RunState
+from search.strategy import study_values
 from search.tracking import Tracker
 from search.workers import CandidateResult, WorkerPool
 
@@ -64,6 +65,9 @@ class SearchLoop:
         self.pool, self.tracker, self.run_dir, self.state = pool, tracker, run_dir, state
         self.objectives = inputs.objectives
         self.multi = len(study.directions) > 1  # NSGA-II on one objective per task
+        # what the study is told for the task estimates: themselves (multi), else the
+        # sampler's one value of them (the mean; `scalar`: the mean normalised accuracy)
+        self.study_values = study_values(config.strategy.sampler, inputs, multi=self.multi)
         self.population = config.strategy.population
         self.budget = self.population * config.strategy.generations
         self.records: list[TrialRecord] = finished_records(study, self.objectives)
@@ -190,7 +194,7 @@ class SearchLoop:
             trial.set_user_attr(keys.ITEMS_EVALUATED, result.items_evaluated)
             self.item_evaluations += result.items_evaluated
             values = [estimates[t] for t in self.objectives]
-            self.study.tell(trial, values if self.multi else float(np.mean(values)))
+            self.study.tell(trial, self.study_values(values))
             state = TrialState.COMPLETE
         record = TrialRecord.from_trial(stored_trial(self.study, trial.number, (state,)),
                                         self.objectives)

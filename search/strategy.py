@@ -1,7 +1,8 @@
 """The search strategy: an Optuna study driven by ask/tell, with lineage.
 
 Samplers: ``nsga2`` (multi-objective, default), ``ga`` (NSGA-II on one objective: the
-mean of the task estimates), ``cmaes`` and ``random`` (also on the mean), each a
+mean of the task estimates), ``scalar`` (NSGA-II on the mean normalised accuracy,
+search/normalise.py), ``cmaes`` and ``random`` (on the mean), each a
 :class:`SamplerKind` in the :data:`SAMPLERS` registry (a new one: a factory plus one
 ``SAMPLERS.register`` line, docs/extending.md). The study
 lives in SQLite in the run directory (or any Optuna RDB URL), so a killed search
@@ -19,11 +20,12 @@ search asked there. Only public Optuna APIs are used: the sampler writes through
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import optuna
 from optuna.samplers import RandomSampler
 from optuna.trial import TrialState
@@ -32,23 +34,33 @@ from merge3.errors import Merge3Error
 from merge3.registry import Registry
 from search.nsga2 import GENERATION, INTERRUPTED, PARENTS, SLOT, LineageNSGAIISampler
 
+if TYPE_CHECKING:
+    from search.prepare import SearchInputs
+
 __all__ = ["LineageNSGAIISampler", "SAMPLERS", "DEFAULT_SAMPLER", "SamplerKind", "make_sampler",
-           "objective_count", "open_study", "fail_interrupted", "PARENTS", "GENERATION", "SLOT",
-           "INTERRUPTED"]
+           "objective_count", "study_values", "open_study", "fail_interrupted", "PARENTS",
+           "GENERATION", "SLOT", "INTERRUPTED"]
 
 # the storage URL of each study open_study opened (fail_interrupted needs it)
 _URLS: weakref.WeakKeyDictionary[optuna.Study, str] = weakref.WeakKeyDictionary()
+
+
+Scalarise = Callable[["SearchInputs"], Callable[[Sequence[float]], float]]
 
 
 @dataclass(frozen=True)
 class SamplerKind:
     """A search sampler: ``build(population=, seed=, crossover_prob=, mutation_prob=)``
     returns an Optuna sampler (a class taking those keywords will do); ``multi_objective``:
-    it optimises one objective per task (else the mean of the task estimates)."""
+    it optimises one objective per task (else one value of the task estimates);
+    ``scalarise`` (single-objective only): given the search's inputs, returns the function
+    of the task estimates (in objective order) that the study is told — None: their plain
+    mean."""
 
     build: Callable[..., optuna.samplers.BaseSampler]
     multi_objective: bool = False
     description: str = ""
+    scalarise: Scalarise | None = None
 
 
 DEFAULT_SAMPLER = "nsga2"
@@ -75,6 +87,17 @@ def _random(*, seed: int, **_: Any) -> optuna.samplers.BaseSampler:
 SAMPLERS.register("nsga2", SamplerKind(_nsga2, multi_objective=True,
                                        description="NSGA-II, one objective per task, lineage"))
 SAMPLERS.register("ga", SamplerKind(_nsga2, description="NSGA-II on the mean, lineage"))
+
+
+def _normalised_mean(inputs: SearchInputs) -> Callable[[Sequence[float]], float]:
+    from search.normalise import normalised_mean
+
+    return normalised_mean(inputs)
+
+
+SAMPLERS.register("scalar", SamplerKind(
+    _nsga2, scalarise=_normalised_mean,
+    description="NSGA-II on the mean normalised accuracy (estimate / the task's expert's)"))
 SAMPLERS.register("cmaes", SamplerKind(_cmaes, description="CMA-ES on the mean"))
 SAMPLERS.register("random", SamplerKind(_random, description="random search on the mean"))
 
@@ -98,6 +121,20 @@ def objective_count(name: str, tasks: int) -> int:
     """How many objectives the study of sampler ``name`` has over ``tasks`` tasks: one per
     task for a multi-objective sampler with two or more tasks, else one (their mean)."""
     return tasks if SAMPLERS.get(name).multi_objective and tasks > 1 else 1
+
+
+def study_values(name: str, inputs: SearchInputs, *, multi: bool
+                 ) -> Callable[[Sequence[float]], float | list[float]]:
+    """What the study of sampler ``name`` is told for a candidate's task estimates (in
+    ``inputs.objectives`` order): the estimates themselves when ``multi`` (one objective
+    per task), else the sampler's :attr:`SamplerKind.scalarise` of them (default: the
+    mean)."""
+    if multi:
+        return lambda values: [float(v) for v in values]
+    scalarise = SAMPLERS.get(name).scalarise
+    if scalarise is None:
+        return lambda values: float(np.mean(values))
+    return scalarise(inputs)
 
 
 @lru_cache(maxsize=16)

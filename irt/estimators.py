@@ -97,7 +97,8 @@ def _weighted_mean(y: np.ndarray, weights: np.ndarray) -> Pair:
     w = np.where(mask, weights, 0.0)
     w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
     value = np.sum(w * np.nan_to_num(y), axis=1)
-    se = np.sqrt(np.sum(w**2, axis=1) * value * (1 - value))
+    # clipped: a mean of 0/1 answers can round to 1 + 1e-16, whose 1 − value is negative
+    se = np.sqrt(np.sum(w**2, axis=1) * np.clip(value * (1 - value), 0.0, None))
     return value, se
 
 

@@ -39,6 +39,7 @@ from irt.estimators import (
     estimate_accuracy,
 )
 from irt.flags import MIN_SPREAD, ItemFlags, flag_items
+from irt.lm_eval_logs import ShrunkRunWarning
 from irt.loaders import (
     load_lm_eval_samples,
     load_long_table,
@@ -74,6 +75,7 @@ __all__ = [
     "ResponseFileError",
     "ResponseMatrix",
     "SELECTORS",
+    "ShrunkRunWarning",
     "UnknownIRTNameError",
     "ValidationConfig",
     "binarize_mean_preserving",

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from optuna.storages import RDBStorage
 
 __all__ = ["LineageNSGAIISampler", "Place", "GENERATION", "SLOT", "PARENTS", "INTERRUPTED",
-           "elite", "crowding_distance"]
+           "elite", "crowding_distance", "nondominated_fronts", "maximised"]
 
 # user attributes of a trial that the sampler writes (and reads back after a kill)
 GENERATION = "generation"
@@ -48,7 +48,7 @@ PARENTS = "parents"  # trial numbers of its two parents (none in generation 0)
 INTERRUPTED = "interrupted"  # in flight at a kill: marked FAIL on resume, its slot asked again
 
 # one stream of draws per purpose, so adding a draw to one never shifts another
-_TOURNAMENT, _CROSSOVER, _INDEPENDENT = 0, 1, 2
+_TOURNAMENT, _CROSSOVER, _INDEPENDENT, _SURVIVORS = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +60,9 @@ class Place:
     parents: tuple[FrozenTrial, ...] = ()
 
 
-def _maximised(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]
-               ) -> np.ndarray:
+def maximised(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]
+              ) -> np.ndarray:
+    """The trials' values (n × m), each objective signed so that larger is better."""
     sign = np.array([1.0 if d == StudyDirection.MAXIMIZE else -1.0 for d in directions])
     return np.array([t.values for t in trials], dtype=float).reshape(len(trials), -1) * sign
 
@@ -88,22 +89,33 @@ def crowding_distance(values: np.ndarray) -> np.ndarray:
     return distance
 
 
+def nondominated_fronts(values: np.ndarray) -> list[list[int]]:
+    """Row indices of ``values`` (n × m, maximised) by non-dominated front, best first;
+    each front in row order."""
+    left = list(range(len(values)))
+    fronts: list[list[int]] = []
+    while left:
+        front = [left[i] for i in np.flatnonzero(pareto_mask(values[left]))]
+        fronts.append(front)
+        taken = set(front)
+        left = [i for i in left if i not in taken]
+    return fronts
+
+
 def elite(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection], size: int
           ) -> list[FrozenTrial]:
     """NSGA-II's survivors: the ``size`` best of ``trials`` by non-dominated rank, the
     last front cut by crowding distance (ties: the earlier in ``trials`` wins)."""
-    values = _maximised(trials, directions)
-    left = list(range(len(trials)))
+    values = maximised(trials, directions)
     chosen: list[int] = []
-    while left and len(chosen) < size:
-        front = [left[i] for i in np.flatnonzero(pareto_mask(values[left]))]
+    for front in nondominated_fronts(values):
+        if len(chosen) >= size:
+            break
         if len(chosen) + len(front) > size:
             distance = crowding_distance(values[front])
             order = np.argsort(-distance, kind="stable")
             front = [front[i] for i in order[: size - len(chosen)]]
         chosen.extend(front)
-        taken = set(front)
-        left = [i for i in left if i not in taken]
     return [trials[i] for i in chosen]
 
 
@@ -205,11 +217,24 @@ class LineageNSGAIISampler(BaseSampler):
             previous = [held[(g - 1, s)] for s in range(self.population_size)
                         if (g - 1, s) in held]
             complete = [t for t in previous if t.state == TrialState.COMPLETE]
-            population = elite(population + complete, study.directions, self.population_size)
+            population = self.survivors(population + complete, study.directions, g)
             if len(previous) == self.population_size and all(t.state.is_finished()
                                                              for t in previous):
                 self._populations[g] = population  # fixed from now on
         return population
+
+    def survivors(self, trials: list[FrozenTrial], directions: Sequence[StudyDirection],
+                  generation: int) -> list[FrozenTrial]:
+        """The parents of ``generation``, chosen from ``trials`` (generation − 1's parents,
+        then its complete trials, in slot order): NSGA-II's :func:`elite`. A subclass that
+        selects otherwise overrides this; a random draw it makes must come from
+        :meth:`survivor_rng`, so a resumed search selects as the uninterrupted one did."""
+        return elite(trials, directions, self.population_size)
+
+    def survivor_rng(self, generation: int) -> np.random.Generator:
+        """The draws of the survivor selection for ``generation``: seeded by (seed,
+        generation) alone, so the same trials always give the same survivors."""
+        return np.random.default_rng([self.seed, generation, _SURVIVORS])
 
     # -- Optuna's sampler hooks -----------------------------------------------------------
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -231,7 +256,7 @@ class LineageNSGAIISampler(BaseSampler):
     def _tournament(self, study: optuna.Study, pool: list[FrozenTrial],
                     rng: np.random.Generator) -> FrozenTrial:
         first, second = pool[rng.integers(len(pool))], pool[rng.integers(len(pool))]
-        a, b = _maximised([first, second], study.directions)
+        a, b = maximised([first, second], study.directions)
         if _dominates(a, b):
             return first
         if _dominates(b, a):

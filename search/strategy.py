@@ -1,20 +1,22 @@
 """The search strategy: an Optuna study driven by ask/tell, with lineage.
 
-Samplers: ``nsga2`` (multi-objective, default), ``ga`` (NSGA-II on one objective: the
-mean of the task estimates), ``scalar`` (NSGA-II on the mean normalised accuracy,
-search/normalise.py), ``cmaes`` and ``random`` (on the mean), each a
-:class:`SamplerKind` in the :data:`SAMPLERS` registry (a new one: a factory plus one
-``SAMPLERS.register`` line, docs/extending.md). The study
-lives in SQLite in the run directory (or any Optuna RDB URL), so a killed search
-resumes: trials left RUNNING by a kill are marked FAIL and asked again.
+Samplers: ``nsga2`` and ``nsga3`` (multi-objective: one objective per task; NSGA-III,
+search/nsga3.py, for many tasks), ``ga`` (NSGA-II on one objective: the mean of the task
+estimates), ``scalar`` (NSGA-II on the mean normalised accuracy, search/normalise.py),
+``cmaes`` and ``random`` (on the mean), each a :class:`SamplerKind` in the
+:data:`SAMPLERS` registry (a new one: a factory plus one ``SAMPLERS.register`` line,
+docs/extending.md). The study lives in SQLite in the run directory (or any Optuna RDB
+URL), so a killed search resumes: trials left RUNNING by a kill are marked FAIL and asked
+again.
 
 Lineage and deterministic resume: :class:`~search.nsga2.LineageNSGAIISampler` (the
-``nsga2`` and ``ga`` samplers) gives every trial a place (generation, slot), draws all its
-randomness from ``(seed, generation, slot)`` and records the place and the child's two
-parents (trial numbers) as the user attributes ``generation``, ``slot``, ``parents``; a
-resumed search re-asks an interrupted trial in its slot and gets what the uninterrupted
-search asked there. Only public Optuna APIs are used: the sampler writes through an
-``optuna.storages.RDBStorage`` opened on the study's URL (:func:`open_study` attaches it).
+``nsga2``, ``ga`` and ``scalar`` samplers; ``nsga3``'s sampler is its subclass) gives
+every trial a place (generation, slot), draws all its randomness from ``(seed,
+generation, slot)`` and records the place and the child's two parents (trial numbers) as
+the user attributes ``generation``, ``slot``, ``parents``; a resumed search re-asks an
+interrupted trial in its slot and gets what the uninterrupted search asked there. Only
+public Optuna APIs are used: the sampler writes through an ``optuna.storages.RDBStorage``
+opened on the study's URL (:func:`open_study` attaches it).
 """
 
 from __future__ import annotations
@@ -75,6 +77,14 @@ def _nsga2(*, population: int, seed: int, crossover_prob: float,
                                 crossover_prob=crossover_prob, mutation_prob=mutation_prob)
 
 
+def _nsga3(*, population: int, seed: int, crossover_prob: float,
+           mutation_prob: float | None) -> optuna.samplers.BaseSampler:
+    from search.nsga3 import LineageNSGAIIISampler
+
+    return LineageNSGAIIISampler(population_size=population, seed=seed,
+                                 crossover_prob=crossover_prob, mutation_prob=mutation_prob)
+
+
 def _cmaes(*, population: int, seed: int, **_: Any) -> optuna.samplers.BaseSampler:
     return optuna.samplers.CmaEsSampler(seed=seed, popsize=population,
                                         warn_independent_sampling=False)
@@ -86,6 +96,9 @@ def _random(*, seed: int, **_: Any) -> optuna.samplers.BaseSampler:
 
 SAMPLERS.register("nsga2", SamplerKind(_nsga2, multi_objective=True,
                                        description="NSGA-II, one objective per task, lineage"))
+SAMPLERS.register("nsga3", SamplerKind(
+    _nsga3, multi_objective=True,
+    description="NSGA-III (reference points), one objective per task, lineage"))
 SAMPLERS.register("ga", SamplerKind(_nsga2, description="NSGA-II on the mean, lineage"))
 
 

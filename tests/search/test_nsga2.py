@@ -8,6 +8,7 @@ by dropping the study and sampler and resuming with fresh ones.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -25,16 +26,24 @@ def _objectives(params: dict[str, float]) -> list[float]:
     return [params["a"] + 0.3 * params["b"], 1.0 - params["a"] + 0.5 * params["c"]]
 
 
+def three_objectives(params: dict[str, float]) -> list[float]:
+    """A third objective against the first two, so fronts are wide (test_nsga3.py)."""
+    return [*_objectives(params), params["b"] * (1.0 - params["c"]) - 0.4 * params["a"]]
+
+
 def _finished(study) -> int:
     return sum(t.state.is_finished() and not t.user_attrs.get("interrupted")
                for t in study.get_trials(deepcopy=False))
 
 
-def _drive(url: str, seed: int, order: random.Random, kill_after: int | None) -> bool:
+def drive(url: str, seed: int, order: random.Random, kill_after: int | None,
+          sampler: str = "nsga2", objectives: Callable[[dict], list[float]] = _objectives
+          ) -> bool:
     """Run the search on ``url`` until the budget is done (True) or ``kill_after`` more
     results were told (False: the remaining asked trials stay RUNNING, as after kill -9)."""
-    study = open_study(name="s", storage=url, objectives=2,
-                       sampler=make_sampler("nsga2", population=POPULATION, seed=seed))
+    n_objectives = len(objectives(dict.fromkeys(GENES, 0.5)))
+    study = open_study(name="s", storage=url, objectives=n_objectives,
+                       sampler=make_sampler(sampler, population=POPULATION, seed=seed))
     fail_interrupted(study)
     told = 0
     while (done := _finished(study)) < POPULATION * GENERATIONS:
@@ -47,14 +56,16 @@ def _drive(url: str, seed: int, order: random.Random, kill_after: int | None) ->
         for trial in trials:
             if kill_after is not None and told == kill_after:
                 return False
-            study.tell(trial, _objectives(trial.params))
+            study.tell(trial, objectives(trial.params))
             told += 1
     return True
 
 
-def _placed(url: str) -> dict[tuple[int, int], tuple]:
-    study = open_study(name="s", storage=url, objectives=2,
-                       sampler=make_sampler("nsga2", population=POPULATION, seed=0))
+def placed(url: str, sampler: str = "nsga2", objectives: int = 2
+           ) -> dict[tuple[int, int], tuple]:
+    """(generation, slot) -> (the genome, the parents' places) of each complete trial."""
+    study = open_study(name="s", storage=url, objectives=objectives,
+                       sampler=make_sampler(sampler, population=POPULATION, seed=0))
     trials = [t for t in study.get_trials(deepcopy=False)
               if t.state == TrialState.COMPLETE]
     place = {t.number: (t.user_attrs["generation"], t.user_attrs["slot"]) for t in trials}
@@ -67,32 +78,32 @@ def _placed(url: str) -> dict[tuple[int, int], tuple]:
 def test_resume_after_kills_at_random_points_asks_what_an_uninterrupted_run_asked(
         tmp_path, seed):
     reference = f"sqlite:///{tmp_path / 'reference.db'}"
-    assert _drive(reference, seed, random.Random(seed), None)
+    assert drive(reference, seed, random.Random(seed), None)
     killed = f"sqlite:///{tmp_path / 'killed.db'}"
     points = random.Random(100 + seed)
     order = random.Random(200 + seed)  # other arrival orders than the reference's
     kills = 0
-    while not _drive(killed, seed, order, points.randint(0, POPULATION + 1)):
+    while not drive(killed, seed, order, points.randint(0, POPULATION + 1)):
         kills += 1
     assert kills >= 1
-    expected = _placed(reference)
+    expected = placed(reference)
     assert sorted(expected) == [(g, s) for g in range(GENERATIONS) for s in range(POPULATION)]
-    assert _placed(killed) == expected
+    assert placed(killed) == expected
     # the children are real children: two distinct parents each, from earlier generations
     for (generation, _), (_, parents) in expected.items():
         assert len(set(parents)) == (2 if generation else 0)
         assert all(g < generation for g, _ in parents)
     # the uninterrupted runs of two seeds differ: the draws do depend on the seed
     other = f"sqlite:///{tmp_path / 'other.db'}"
-    assert _drive(other, seed + 50, random.Random(seed), None)
-    assert _placed(other) != expected
+    assert drive(other, seed + 50, random.Random(seed), None)
+    assert placed(other) != expected
 
 
 def test_a_seeded_run_draws_the_same_whatever_order_results_arrive(tmp_path):
     first, second = (f"sqlite:///{tmp_path / f'{n}.db'}" for n in ("first", "second"))
-    assert _drive(first, 7, random.Random(1), None)
-    assert _drive(second, 7, random.Random(2), None)
-    assert _placed(first) == _placed(second)
+    assert drive(first, 7, random.Random(1), None)
+    assert drive(second, 7, random.Random(2), None)
+    assert placed(first) == placed(second)
 
 
 def test_elite_keeps_the_first_fronts_and_cuts_the_last_by_crowding(tmp_path):

@@ -72,9 +72,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.merges:
         return run_merge_demo(Path(args.out) / "merges", quiet=args.quiet)
+    chosen = {"sampler": args.sampler} if args.sampler else {}  # else the demo's own
     return run_demo(Path(args.out), quiet=args.quiet, size=args.size,
                     population=args.population, generations=args.generations,
-                    anchors=args.anchors, workers=args.workers)
+                    anchors=args.anchors, workers=args.workers, seed=args.seed, **chosen)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--generations", type=int, default=6)
     demo.add_argument("--anchors", type=int, default=30, help="IRT anchor items per task")
     demo.add_argument("--workers", type=int, default=2, help="Ray worker actors")
+    demo.add_argument("--seed", type=int, default=0,
+                      help="the search's seed (a seed other than 0 gets its own run directory)")
+    demo.add_argument("--sampler", default=None,
+                      help="a search sampler: nsga2, nsga3, ga, scalar, cmaes, random "
+                           "(default: the demo's; docs/search.md says which and why)")
     demo.add_argument("--merges", action="store_true",
                       help="instead: every merge method on a generated tiny-Llama family")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -35,7 +35,11 @@ from merge3.recipe import load_recipe
 from merge3.task_vectors import TaskVector
 from merge3.testing.synthetic import build_family
 
-__all__ = ["run_demo", "demo_search_config", "calibrate_zoo_banks", "run_merge_demo"]
+__all__ = ["run_demo", "demo_search_config", "calibrate_zoo_banks", "run_merge_demo",
+           "DEMO_SAMPLER"]
+
+# the sampler the demo searches with (docs/search.md, "Samplers": what climbed on the demo)
+DEMO_SAMPLER = "nsga2"
 
 
 def calibrate_zoo_banks(zoo_dir: Path, *, quiet: bool = False) -> Path:
@@ -63,11 +67,16 @@ def calibrate_zoo_banks(zoo_dir: Path, *, quiet: bool = False) -> Path:
 
 
 def demo_search_config(zoo_dir: Path, banks: Path, *, size: str, population: int,
-                       generations: int, anchors: int, workers: int) -> dict[str, Any]:
+                       generations: int, anchors: int, workers: int,
+                       sampler: str = DEMO_SAMPLER, seed: int = 0) -> dict[str, Any]:
+    """The demo's search config; its name (and run directory) is ``zoo-SIZE-tsv``, with
+    ``-SAMPLER`` and ``-seedN`` added when they are not the demo's defaults."""
     tasks = {p.stem: str(p.resolve()) for p in sorted((zoo_dir / "tasks").glob("*.yaml"))}
     suffix = "" if size == "demo" else f"@{size}"
+    name = f"zoo-{size}-tsv" + ("" if sampler == DEMO_SAMPLER else f"-{sampler}") + (
+        "" if seed == 0 else f"-seed{seed}")
     return {
-        "name": f"zoo-{size}-tsv",
+        "name": name,
         "base_model": f"zoo:minilm/base{suffix}",
         "experts": {task: f"zoo:minilm/expert/{task}{suffix}" for task in tasks},
         "method": "tsv_m",
@@ -76,17 +85,19 @@ def demo_search_config(zoo_dir: Path, banks: Path, *, size: str, population: int
         "tasks": tasks,
         "fitness": {"estimator": "mp-irt", "item_bank": str(banks.resolve()),
                     "anchors": anchors},
-        "strategy": {"sampler": "nsga2", "population": population, "generations": generations,
-                     "seed": 0},
+        "strategy": {"sampler": sampler, "population": population, "generations": generations,
+                     "seed": seed},
         "workers": {"count": workers, "cpus": 1},
     }
 
 
 def run_demo(out: Path, *, quiet: bool = False, size: str = "demo", population: int = 12,
-             generations: int = 6, anchors: int = 30, workers: int = 2) -> int:
+             generations: int = 6, anchors: int = 30, workers: int = 2,
+             sampler: str = DEMO_SAMPLER, seed: int = 0) -> int:
     from merge3.zoo.build import build_zoo
+    from search.climb import compare_climb
     from search.config import parse_config
-    from search.display import print_front
+    from search.display import print_climb, print_front
     from search.run import run_search
     from search.rundir import RunState
 
@@ -95,19 +106,25 @@ def run_demo(out: Path, *, quiet: bool = False, size: str = "demo", population: 
     zoo_dir = build_zoo(size, progress=not quiet)
     banks = calibrate_zoo_banks(zoo_dir, quiet=quiet)
     config = demo_search_config(zoo_dir, banks, size=size, population=population,
-                                generations=generations, anchors=anchors, workers=workers)
+                                generations=generations, anchors=anchors, workers=workers,
+                                sampler=sampler, seed=seed)
     run_dir = out / config["name"]
     resume = RunState(run_dir).started
-    console.print(f"searching TSV-M merges of {len(config['experts'])} experts: "
-                  f"{population} × {generations} candidates, {anchors} anchors per task"
-                  + (" (resuming)" if resume else ""))
+    console.print(f"searching TSV-M merges of {len(config['experts'])} experts with "
+                  f"{sampler} (seed {seed}): {population} × {generations} candidates, "
+                  f"{anchors} anchors per task" + (" (resuming)" if resume else ""))
     text = yaml.safe_dump(config, sort_keys=False)
-    outcome = run_search(parse_config(config), run_dir, resume=resume,
-                         progress=not quiet, config_text=text)
+    parsed = parse_config(config)
+    outcome = run_search(parsed, run_dir, resume=resume, progress=not quiet, config_text=text)
     objectives = list(config["tasks"])
     if not quiet:
         print_front(outcome.front, objectives)
         _print_references(console, zoo_dir, objectives)
+    console.print("scoring generation 0's and the final front's best-mean members on every "
+                  "test item ...")
+    climb = compare_climb(parsed, run_dir, threads=workers)  # also written to climb.json
+    if not quiet:
+        print_climb(climb, objectives)
     console.print(f"\n{outcome.evaluated} candidates, {outcome.item_evaluations} item "
                   f"evaluations, {time.perf_counter() - started:.0f} s in all.")
     console.print(f"MLflow UI (experiment {outcome.experiment!r}): .venv/bin/mlflow server "

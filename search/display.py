@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from search.records import TrialRecord
 
-__all__ = ["print_front", "task_labels", "task_legend"]
+if TYPE_CHECKING:
+    from search.climb import Climb
+
+__all__ = ["print_front", "print_climb", "task_labels", "task_legend"]
 
 
 def print_front(front: Sequence[TrialRecord], objectives: list[str]) -> None:
@@ -40,6 +44,45 @@ def print_front(front: Sequence[TrialRecord], objectives: list[str]) -> None:
     console.print(table)
     if not wide:
         console.print(task_legend(labels, objectives), style="dim")
+
+
+def print_climb(climb: Climb, objectives: list[str]) -> None:
+    """Generation 0's best-mean member against the final front's, on true accuracies
+    (search/climb.py), and whether the search climbed."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    labels, wide = task_labels(objectives, console.width - 30)
+    table = Table(title="did the search climb? true accuracy % (every test item) of the "
+                        "best-mean members", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("member", "trial", "gen", "est. mean"):
+        table.add_column(column, justify="left" if column == "member" else "right")
+    for label in labels:
+        table.add_column(label, justify="right")
+    table.add_column("true mean", justify="right", style="bold")
+    table.add_column("normalised", justify="right")
+    for name, record, accuracy in (("generation 0's best", climb.first, climb.first_accuracy),
+                                   ("final front's best", climb.final, climb.final_accuracy)):
+        table.add_row(name, str(record.number), str(record.generation),
+                      f"{100 * (record.mean_estimate or 0.0):.1f}",
+                      *[f"{100 * accuracy[t]:.1f}" for t in objectives],
+                      f"{100 * sum(accuracy.values()) / len(accuracy):.1f}",
+                      f"{100 * climb.normalised_mean(accuracy):.1f}")
+    console.print(table)
+    if not wide:
+        console.print(task_legend(labels, objectives), style="dim")
+    gain = 100 * (climb.final_mean - climb.first_mean)
+    if climb.final.number == climb.first.number:
+        verdict = "[red]it did not: generation 0's best is still the best estimated member[/red]"
+    elif climb.climbed:
+        verdict = (f"[green]it did: the final best (generation {climb.final.generation}) is "
+                   f"{gain:+.1f} pp truly above generation 0's best[/green]")
+    else:
+        verdict = (f"[red]it did not: the final best (generation {climb.final.generation}) is "
+                   f"{gain:+.1f} pp against generation 0's best in truth[/red]")
+    console.print(verdict + " (normalised: each task / its expert's accuracy)")
 
 
 def task_labels(objectives: list[str], width: int) -> tuple[list[str], bool]:

@@ -9,6 +9,7 @@
       alpha: {low: 0.5, high: 2.0}
     tasks: {topic: zoo:tasks/topic.yaml, lang: zoo:tasks/lang.yaml}
     fitness: {estimator: mp-irt, item_bank: zoo:bank, anchors: 30}
+    # or: fitness: {item_bank: ..., adaptive: {core: 10, budget: 20, batch: 5, se_target: 0.03}}
     strategy: {sampler: nsga2, population: 8, generations: 4, seed: 0}
     workers: {count: 2}
     expert_storage: {kind: lowrank, rank: 16, dtype: bfloat16}   # default: {kind: files}
@@ -37,7 +38,8 @@ from merge3.genome import GeneGroup
 from merge3.recipe import read_yaml_mapping
 from merge3.registry import did_you_mean
 
-__all__ = ["SearchConfig", "EvaluationSpec", "ExpertStorageSpec", "load_config", "parse_config"]
+__all__ = ["SearchConfig", "EvaluationSpec", "ExpertStorageSpec", "AdaptiveSpec", "load_config",
+           "parse_config"]
 
 
 
@@ -77,6 +79,30 @@ def _registered(registry: Any, name: str) -> str:
     return name
 
 
+class AdaptiveSpec(_Strict):
+    """Adaptive testing per candidate (irt/adaptive.py; docs/search.md, "Adaptive fitness").
+
+    Every candidate answers the shared ``core`` (``fitness.anchor_method`` anchors: they
+    keep candidates paired), then batches of ``batch`` items chosen by Fisher information
+    (D-optimality) at its own ability estimate, on the same worker, until the estimate's
+    standard error is at most ``se_target`` (None: never) or ``budget`` items per task
+    were asked. A close call's re-scoring items (``rescore_items``) are such a top-up too.
+    """
+
+    core: int = Field(10, ge=1)
+    budget: int = Field(20, ge=1)
+    batch: int = Field(5, ge=1)
+    se_target: float | None = Field(0.03, gt=0)
+    criterion: Literal["d-optimal", "accuracy"] = "d-optimal"
+
+    @model_validator(mode="after")
+    def _budget_holds_the_core(self) -> AdaptiveSpec:
+        if self.budget < self.core:
+            raise ValueError(f"adaptive.budget {self.budget} is below adaptive.core "
+                             f"{self.core} (the budget counts the core)")
+        return self
+
+
 class FitnessSpec(_Strict):
     # "full" (every item, no IRT) or a name of irt's ESTIMATORS registry (default: irt's)
     estimator: str = Field(default_factory=lambda: _irt_estimators()[0])
@@ -90,6 +116,9 @@ class FitnessSpec(_Strict):
     # scored on rescore_items more items per task before they are told (0: never)
     rescore_items: int = Field(0, ge=0)
     rescore_margin: float = Field(1.0, gt=0)
+    # a shared core plus per-candidate Fisher top-ups (None: every candidate answers the
+    # same `anchors` items); the core's size is `anchors`
+    adaptive: AdaptiveSpec | None = None
 
     @field_validator("estimator")
     @classmethod
@@ -97,6 +126,20 @@ class FitnessSpec(_Strict):
         if name != "full":
             _registered(_irt_estimators()[1], name)
         return name
+
+    @model_validator(mode="after")
+    def _core_is_the_anchors(self) -> FitnessSpec:
+        if self.adaptive is None:
+            return self
+        if self.estimator == "full":
+            raise ValueError("adaptive needs an IRT estimator (estimator: full scores every "
+                             "item already)")
+        if "anchors" in self.model_fields_set and self.anchors != self.adaptive.core:
+            raise ValueError(f"anchors ({self.anchors}) and adaptive.core "
+                             f"({self.adaptive.core}) disagree: the core is the shared "
+                             "anchor set, give one of them")
+        self.anchors = self.adaptive.core
+        return self
 
 
 class StrategySpec(_Strict):
@@ -210,6 +253,8 @@ def _known(loc: tuple[Any, ...]) -> list[str]:
         "evaluation": EvaluationSpec, "fitness": FitnessSpec, "strategy": StrategySpec,
         "workers": WorkersSpec, "tracking": TrackingSpec, "expert_storage": ExpertStorageSpec,
     }
+    if len(loc) >= 3 and tuple(loc[:2]) == ("fitness", "adaptive"):
+        return list(AdaptiveSpec.model_fields)
     if len(loc) >= 2 and loc[0] == "genome":
         return list(GeneGroup.model_fields)
     if len(loc) >= 2 and loc[0] in models:

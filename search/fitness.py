@@ -9,6 +9,12 @@ the candidate's anchor answers into an estimate with a standard error. For mp-IR
 endpoints are the experts, looked up among the bank's models by their config name or by
 their directory's name (what ``merge3 eval --log-samples`` and the zoo's logs record);
 a bank that holds none of them falls back to the bank models nearest the candidate.
+
+Adaptive fitness (``fitness.adaptive``, :meth:`Fitness.make_adaptive`): the anchors are a
+shared core; after it, :meth:`Fitness.next_items` gives each candidate top-up batches
+chosen by Fisher information at its own ability (irt.AdaptiveTest, one per task) until
+each task's test is done, and the estimates are the estimator's on the core + top-up
+union. A close call's re-scoring items are then one more such top-up.
 """
 
 from __future__ import annotations
@@ -79,6 +85,10 @@ class Fitness:
         self.extra_items: dict[str, list[str]] = {}
         self.endpoints: dict[str, np.ndarray | None] = {}
         self.bank_dirs: dict[str, str] = {}  # task -> the bank's directory
+        self.adaptive = None  # search.config.AdaptiveSpec once make_adaptive is called
+        self.adaptive_rescore = 0  # a close call's Fisher top-up items per task
+        self.tests: dict = {}  # task -> irt.AdaptiveTest on the bank and its core
+        self._id_maps: dict[str, dict[str, str]] = {}  # task -> {task's item id: bank id}
         if estimator == "full":
             return
         from irt import AnchorEstimator, extend_anchors, load_bank, select_anchors
@@ -122,17 +132,94 @@ class Fitness:
         return {task: [strip_task(task, i) for i in self.anchor_sets[task].item_ids]
                 for task in self.tasks}
 
-    def rescore_items_for(self) -> dict[str, list[str]]:
-        """task -> the extra item ids a close call answers (empty: re-scoring is off)."""
-        return dict(self.extra_items)
+    # -- adaptive fitness --------------------------------------------------------------
+    def make_adaptive(self, spec: object, rescore_items: int = 0) -> None:
+        """Turn on adaptive testing (``spec``: search.config.AdaptiveSpec); the anchors
+        already selected are the core. Re-scoring becomes a Fisher top-up of
+        ``rescore_items`` items per task beyond the budget (the fixed extension is dropped)."""
+        if self.estimator == "full":
+            raise RecipeError("fitness.adaptive needs an IRT estimator, not 'full'.",
+                              fix="set fitness.estimator to an irt estimator (gmp-irt).")
+        self.adaptive = spec
+        self.adaptive_rescore = int(rescore_items)
+        self.extended, self.extra_items = {}, {}
+        self.tests = {task: self._adaptive_test(task) for task in self.tasks}
+
+    def _adaptive_test(self, task: str, *, budget: int | None = None,
+                       batch: int | None = None, se_target: float | None | str = "spec"
+                       ) -> object:
+        from irt import AdaptiveTest
+
+        spec = self.adaptive
+        return AdaptiveTest(self.banks[task], self.anchor_sets[task],
+                            budget=spec.budget if budget is None else budget,
+                            batch=spec.batch if batch is None else batch,
+                            se_target=spec.se_target if se_target == "spec" else se_target,
+                            estimator=self.estimator, criterion=spec.criterion)
+
+    def _bank_answers(self, task: str, answers: Mapping[str, float]) -> dict[str, float]:
+        """A task's answers keyed by bank item id (items outside the bank are left out)."""
+        lookup = self._bank_ids(task)
+        return {lookup[i]: v for i, v in answers.items() if i in lookup}
+
+    def _bank_ids(self, task: str) -> dict[str, str]:
+        """{task's item id: bank item id}; a refit bank keeps its items (adopt_banks)."""
+        if task not in self._id_maps:
+            self._id_maps[task] = {strip_task(task, i): i for i in self.banks[task].item_ids}
+        return self._id_maps[task]
+
+    def _endpoints(self, task: str) -> np.ndarray | None:
+        return self.endpoints[task] if _uses_endpoints(self.estimator) else None
+
+    def next_items(self, responses: Mapping[str, Mapping[str, float]]
+                   ) -> dict[str, list[str]]:
+        """task -> the next top-up batch of a candidate's adaptive tests (tasks whose test
+        is done are left out; {} when every test is done or adaptive testing is off)."""
+        out = {}
+        for task, test in self.tests.items():
+            answers = self._bank_answers(task, responses.get(task, {}))
+            items = test.next_items(answers, self._endpoints(task))
+            if items:
+                out[task] = [strip_task(task, i) for i in items]
+        return out
+
+    @property
+    def can_rescore(self) -> bool:
+        """Whether close calls get more items (fixed extension, or adaptive top-up)."""
+        return bool(self.extra_items) or (self.adaptive is not None
+                                          and self.adaptive_rescore > 0)
+
+    def rescore_items_for(self, responses: Mapping[str, Mapping[str, float]] | None = None
+                          ) -> dict[str, list[str]]:
+        """task -> the extra item ids a close call answers (empty: re-scoring is off).
+
+        Adaptive: ``adaptive_rescore`` more items per task by Fisher information at the
+        candidate's ability from ``responses`` (beyond the budget, no SE stop)."""
+        if self.adaptive is None:
+            return dict(self.extra_items)
+        out = {}
+        for task in self.tasks:
+            answers = self._bank_answers(task, (responses or {}).get(task, {}))
+            test = self._adaptive_test(task, budget=len(answers) + self.adaptive_rescore,
+                                       batch=self.adaptive_rescore, se_target=None)
+            items = test.next_items(answers, self._endpoints(task))
+            if items:
+                out[task] = [strip_task(task, i) for i in items]
+        return out
 
     def score(self, responses: Mapping[str, Mapping[str, float]], *, extended: bool = False
               ) -> dict[str, TaskScore]:
         """Per-task estimates from a candidate's responses (task -> item id -> score);
-        ``extended``: on the anchors plus the re-scoring items (see rescore_items_for)."""
+        ``extended``: on the anchors plus the re-scoring items (see rescore_items_for).
+        Adaptive: on every bank item the candidate answered (core + top-ups)."""
         out = {}
         for task in self.tasks:
             answers = responses[task]
+            if self.adaptive is not None:
+                bank_answers = self._bank_answers(task, answers)
+                value, stderr = self.tests[task].estimate(bank_answers, self._endpoints(task))
+                out[task] = TaskScore(value, stderr, len(bank_answers))
+                continue
             if self.estimator == "full":
                 values = np.array(list(answers.values()), dtype=float)
                 mean = float(values.mean()) if values.size else math.nan
@@ -172,6 +259,8 @@ class Fitness:
             self.prepared[task] = AnchorEstimator(refit, self.anchor_sets[task])
             if task in self.extended:
                 self.extended[task] = AnchorEstimator(refit, self.extended[task].anchors)
+            if self.adaptive is not None:
+                self.tests[task] = self._adaptive_test(task)
             adopted.append(task)
         return adopted
 
@@ -196,6 +285,8 @@ class Fitness:
             self.prepared[task] = AnchorEstimator(bank, self.anchor_sets[task])
             if task in self.extended:
                 self.extended[task] = AnchorEstimator(bank, self.extended[task].anchors)
+            if self.adaptive is not None:
+                self.tests[task] = self._adaptive_test(task)
             saved[task] = _save_whole(bank, out_dir / task)
         return saved
 

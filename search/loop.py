@@ -5,7 +5,10 @@ Everything a finished candidate produced is written to its Optuna trial (recipe,
 estimates, standard errors, worker, timings; the sampler adds generation and parents)
 before the next one is handed out, so ``kill -9`` loses only the candidates in flight.
 A close call (dominated, but within ``fitness.rescore_margin`` standard errors of the
-front) answers more items on the same worker before it is told.
+front) answers more items on the same worker before it is told. With ``fitness.adaptive``
+a candidate answers the shared core first, then the top-up batches its own answers call
+for (search/fitness.py), each a follow-up job on the same worker, which keeps the
+candidate's weights; a close call's extra items are one more such top-up.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ __all__ = ["SearchLoop", "combine"]
 log = logging.getLogger("merge3.search")
 
 Job = tuple[int, dict[str, Any], dict[str, Any]]  # (trial number, recipe, task -> item ids)
+# adaptive fitness: task -> the item ids a candidate answered, in the order asked (the
+# core first), so that pairing on the shared core can be checked from the study
+ITEMS_ASKED = "items_asked"
 
 
 def combine(first: CandidateResult, more: CandidateResult) -> CandidateResult:
@@ -74,7 +80,11 @@ class SearchLoop:
         self.item_evaluations = 0  # this session's
         self._trials: dict[int, optuna.Trial] = {}  # asked, not yet told
         self._recipes: dict[int, dict[str, Any]] = {}
-        self._first_pass: dict[int, CandidateResult] = {}  # close calls awaiting more items
+        # candidates awaiting more items (adaptive top-ups, a close call's re-scoring)
+        self._first_pass: dict[int, CandidateResult] = {}
+        self._rescoring: set[int] = set()  # close calls sent for more items
+        if config.fitness.adaptive is not None and inputs.fitness.adaptive is None:
+            inputs.fitness.make_adaptive(config.fitness.adaptive, config.fitness.rescore_items)
         self._generation = 0
         self._bar = tqdm(total=self.budget, initial=len(self.records), desc="search",
                          unit="cand", disable=not progress)
@@ -130,23 +140,33 @@ class SearchLoop:
 
     # -- evaluate -----------------------------------------------------------------------------
     def on_result(self, result: CandidateResult) -> list[Job] | None:
-        """Take one result from the pool: tell it, or ask a close call for more items."""
+        """Take one result from the pool: tell it, or ask for more items first — the next
+        adaptive top-up batch, or a close call's re-scoring items (once)."""
         kill_point("evaluate")
-        earlier = self._first_pass.pop(result.key, None)
-        if earlier is not None:  # the close call's extra items came back (or failed)
+        key = result.key
+        fitness = self.inputs.fitness
+        earlier = self._first_pass.pop(key, None)
+        follow_up_failed = earlier is not None and bool(result.error)
+        if earlier is not None:  # more items came back (or failed: the earlier ones stand)
             result = combine(earlier, result)
-        elif not result.error and self.is_close_call(result):
-            self._first_pass[result.key] = result
-            return [(result.key, self._recipes[result.key],
-                     self.inputs.fitness.rescore_items_for())]
-        self.tell(result, rescored=earlier is not None)
+        if not result.error and not follow_up_failed:
+            more = fitness.next_items(result.responses) if key not in self._rescoring else {}
+            if not more and key not in self._rescoring and self.is_close_call(result):
+                self._rescoring.add(key)
+                more = fitness.rescore_items_for(result.responses)
+            if more:
+                self._first_pass[key] = result
+                return [(key, self._recipes[key], more)]
+        rescored = key in self._rescoring
+        self._rescoring.discard(key)
+        self.tell(result, rescored=rescored)
         return None
 
     def is_close_call(self, result: CandidateResult) -> bool:
         """Whether a first-pass result is dominated but within the margin of the front of
         the generations before its own."""
         fitness = self.inputs.fitness
-        if not fitness.extra_items:
+        if not fitness.can_rescore:
             return False
         # against the front of the earlier generations only: which results of this one came
         # back first depends on timing (and on where a kill came), and must not decide
@@ -192,6 +212,9 @@ class SearchLoop:
             trial.set_user_attr(keys.ESTIMATES, estimates)
             trial.set_user_attr(keys.STDERR, {t: s.stderr for t, s in scores.items()})
             trial.set_user_attr(keys.ITEMS_EVALUATED, result.items_evaluated)
+            if self.inputs.fitness.adaptive is not None:
+                trial.set_user_attr(ITEMS_ASKED, {t: list(v) for t, v in
+                                                  result.responses.items()})
             self.item_evaluations += result.items_evaluated
             values = [estimates[t] for t in self.objectives]
             self.study.tell(trial, self.study_values(values))

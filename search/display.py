@@ -48,41 +48,52 @@ def print_front(front: Sequence[TrialRecord], objectives: list[str]) -> None:
 
 def print_climb(climb: Climb, objectives: list[str]) -> None:
     """Generation 0's best-mean member against the final front's, on true accuracies
-    (search/climb.py), and whether the search climbed."""
+    (search/climb.py), and whether the search climbed: one row per task, so it fits any
+    terminal."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    labels, wide = task_labels(objectives, console.width - 30)
-    table = Table(title="did the search climb? true accuracy % (every test item) of the "
-                        "best-mean members", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("member", "trial", "gen", "est. mean"):
-        table.add_column(column, justify="left" if column == "member" else "right")
-    for label in labels:
-        table.add_column(label, justify="right")
-    table.add_column("true mean", justify="right", style="bold")
-    table.add_column("normalised", justify="right")
-    for name, record, accuracy in (("generation 0's best", climb.first, climb.first_accuracy),
-                                   ("final front's best", climb.final, climb.final_accuracy)):
-        table.add_row(name, str(record.number), str(record.generation),
-                      f"{100 * (record.mean_estimate or 0.0):.1f}",
-                      *[f"{100 * accuracy[t]:.1f}" for t in objectives],
-                      f"{100 * sum(accuracy.values()) / len(accuracy):.1f}",
-                      f"{100 * climb.normalised_mean(accuracy):.1f}")
+    table = Table(title="did the search climb? the best-mean members, scored on every test "
+                        "item", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("")
+    for column in ("gen 0's best", "final best", "difference"):
+        table.add_column(column, justify="right")
+    first, final = climb.first, climb.final
+    table.add_row("trial (generation)", f"{first.number} ({first.generation})",
+                  f"{final.number} ({final.generation})", "")
+    table.add_row("estimated mean %", f"{100 * (first.mean_estimate or 0.0):.1f}",
+                  f"{100 * (final.mean_estimate or 0.0):.1f}",
+                  f"{100 * ((final.mean_estimate or 0.0) - (first.mean_estimate or 0.0)):+.1f}")
+    for task in objectives:
+        a, b = climb.first_accuracy[task], climb.final_accuracy[task]
+        table.add_row(f"  {task} %", f"{100 * a:.1f}", f"{100 * b:.1f}", f"{100 * (b - a):+.1f}")
+    low, high = climb.interval()
+    table.add_row("[bold]true mean %[/bold]", f"[bold]{100 * climb.first_mean:.1f}",
+                  f"[bold]{100 * climb.final_mean:.1f}",
+                  f"[bold]{100 * (climb.final_mean - climb.first_mean):+.1f}[/bold] "
+                  f"[{100 * low:+.1f}, {100 * high:+.1f}]")
+    first_norm = climb.normalised_mean(climb.first_accuracy)
+    final_norm = climb.normalised_mean(climb.final_accuracy)
+    table.add_row("normalised mean %", f"{100 * first_norm:.1f}", f"{100 * final_norm:.1f}",
+                  f"{100 * (final_norm - first_norm):+.1f}")
     console.print(table)
-    if not wide:
-        console.print(task_legend(labels, objectives), style="dim")
+    console.print("[dim]difference: final − generation 0, with a 95% paired bootstrap "
+                  "interval over the test items; normalised: each task / its expert's "
+                  "accuracy[/dim]")
     gain = 100 * (climb.final_mean - climb.first_mean)
-    if climb.final.number == climb.first.number:
-        verdict = "[red]it did not: generation 0's best is still the best estimated member[/red]"
+    if final.number == first.number:
+        console.print("[red]It did not climb: generation 0's best is still the best "
+                      "estimated member.[/red]")
     elif climb.climbed:
-        verdict = (f"[green]it did: the final best (generation {climb.final.generation}) is "
-                   f"{gain:+.1f} pp truly above generation 0's best[/green]")
+        console.print(f"[green]It climbed: the final best, from generation "
+                      f"{final.generation}, is {gain:+.1f} pp truly above generation 0's "
+                      f"best.[/green]")
     else:
-        verdict = (f"[red]it did not: the final best (generation {climb.final.generation}) is "
-                   f"{gain:+.1f} pp against generation 0's best in truth[/red]")
-    console.print(verdict + " (normalised: each task / its expert's accuracy)")
+        console.print(f"[red]It did not climb: the final best, from generation "
+                      f"{final.generation}, is {gain:+.1f} pp against generation 0's best "
+                      f"in truth.[/red]")
 
 
 def task_labels(objectives: list[str], width: int) -> tuple[list[str], bool]:

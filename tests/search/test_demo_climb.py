@@ -53,12 +53,34 @@ def test_a_second_comparison_reuses_the_saved_scores(full_search):
     config, run_dir = full_search
     compare_climb(config, run_dir)
     saved = json.loads((run_dir / CLIMB_FILE).read_text())
-    planted = {"alpha": 0.125, "beta": 0.375}  # no evaluation gives these on 40 items
-    saved["first"]["accuracy"] = saved["final"]["accuracy"] = planted
+    # planted answers no evaluation gives: item k right when k is a multiple of 4 / of 2
+    for member in (saved["first"], saved["final"]):
+        member["responses"] = {
+            task: {item: float(k % step == 0) for k, item in enumerate(sorted(answers))}
+            for (task, answers), step in zip(sorted(member["responses"].items()), (4, 2))}
     (run_dir / CLIMB_FILE).write_text(json.dumps(saved))
     again = compare_climb(config, run_dir)
-    assert again.first_accuracy == again.final_accuracy == planted
+    assert again.first_accuracy == again.final_accuracy == {"alpha": 0.25, "beta": 0.5}
+    assert again.interval() == (0.0, 0.0)  # the same answers: no difference to resample
     (run_dir / CLIMB_FILE).unlink()
+
+
+def test_the_interval_brackets_a_known_difference(full_search):
+    config, run_dir = full_search
+    climb = compare_climb(config, run_dir)
+    low, high = climb.interval()
+    assert low <= climb.final_mean - climb.first_mean <= high
+    # one member right on every item, the other on half: +0.5 per task; paired differences
+    # of 0 or 1 on 2 x 40 items spread the interval by about ±0.11
+    from dataclasses import replace
+
+    items = {t: sorted(a) for t, a in climb.first_responses.items()}
+    right = {t: dict.fromkeys(ids, 1.0) for t, ids in items.items()}
+    half = {t: {i: float(k % 2) for k, i in enumerate(ids)} for t, ids in items.items()}
+    known = replace(climb, first_responses=half, final_responses=right)
+    assert known.final_mean - known.first_mean == pytest.approx(0.5)
+    low, high = known.interval()
+    assert 0.3 < low < 0.5 < high < 0.7
 
 
 def test_best_mean_breaks_ties_by_the_earlier_trial_and_needs_a_candidate(full_search):

@@ -103,7 +103,7 @@ class Fitness:
                 )
             bank = load_bank(directory)
             self.bank_dirs[task] = str(directory)
-            anchor_set = select_anchors(bank, min(anchors, bank.n_items), anchor_method,
+            anchor_set = select_anchors(bank, min(anchors, bank.selectable.size), anchor_method,
                                         seed=seed)
             self.banks[task] = bank
             self.anchor_sets[task] = anchor_set

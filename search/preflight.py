@@ -71,8 +71,12 @@ def check_banks(banks: Mapping[str, object], task_items: Mapping[str, Sequence[s
                 "it was calibrated on another task or another version of it.",
                 fix=f"calibrate a bank from {task!r}'s own responses (merge3 irt calibrate) "
                     "or point fitness.item_bank at the right folder.")
-        if anchors > len(ids):
+        usable = int(bank.selectable.size)  # type: ignore[attr-defined]
+        if anchors > usable:
+            flagged = len(ids) - usable
             raise RecipeError(
                 f"fitness.anchors is {anchors}, but the item bank of task {task!r}{where} "
-                f"has only {len(ids)} items.",
-                fix=f"ask for at most {len(ids)} anchors, or use estimator: full.")
+                f"has only {usable} items to select"
+                + (f" ({len(ids)} items, {flagged} flagged for non-positive or near-zero "
+                   "discrimination)." if flagged else "."),
+                fix=f"ask for at most {usable} anchors, or use estimator: full.")

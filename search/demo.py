@@ -122,7 +122,8 @@ def run_demo(out: Path, *, quiet: bool = False, size: str = "demo", population: 
         _print_references(console, zoo_dir, objectives)
     console.print("scoring generation 0's and the final front's best-mean members on every "
                   "test item ...")
-    climb = compare_climb(parsed, run_dir, threads=workers)  # also written to climb.json
+    # one torch thread: two stall for minutes on a loaded 2-core machine (ENVIRONMENT.md)
+    climb = compare_climb(parsed, run_dir, threads=1)  # also written to climb.json
     if not quiet:
         print_climb(climb, objectives)
     console.print(f"\n{outcome.evaluated} candidates, {outcome.item_evaluations} item "

@@ -151,10 +151,28 @@ def run(path: list[str], out: Path, budgets: list[int], core_fractions: list[flo
     print(report(summary, info))
 
 
+def headline(summary: pd.DataFrame) -> str:
+    """Per split and budget: the best static and the best adaptive (arm, estimator, MAE),
+    and the default estimator gmp-IRT static vs its best adaptive arm."""
+    lines = ["| split | items | best static | best adaptive | gmp-irt static | "
+             "gmp-irt best adaptive |", "|---|---|---|---|---|---|"]
+    for (split, budget), group in summary.groupby(["split", "budget"], sort=False):
+        static = group[group["arm"] == "static"]
+        adaptive = group[group["arm"].str.startswith("adaptive")]
+        best_s = static.sort_values("mae_pp").iloc[0]
+        best_a = adaptive.sort_values("mae_pp").iloc[0]
+        gmp_s = static[static["estimator"] == "gmp-irt"].iloc[0]
+        gmp_a = adaptive[adaptive["estimator"] == "gmp-irt"].sort_values("mae_pp").iloc[0]
+        lines.append(f"| {split} | {budget} | {best_s['mae_pp']:.2f} ({best_s['estimator']}) | "
+                     f"{best_a['mae_pp']:.2f} ({best_a['estimator']}, {best_a['arm']}) | "
+                     f"{gmp_s['mae_pp']:.2f} | {gmp_a['mae_pp']:.2f} ({gmp_a['arm']}) |")
+    return "\n".join(lines) + "\n"
+
+
 def report(summary: pd.DataFrame, info: dict) -> str:
     """MAE (pp) tables: estimator × arm per split and budget."""
     parts = [f"Population: {info['n_models']} models × {info['n_items']} items; "
-             f"{info['seconds']} s.\n"]
+             f"{info['seconds']} s.\n", headline(summary)]
     for c in info["calibrations"]:
         f = c["flagged"]
         parts.append(f"- {c['split']} seed {c['seed']}: D = {c['dims']}, {c['n_train']} "
@@ -184,7 +202,14 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--splits", default="random,strongest")
     parser.add_argument("--criteria", default="d-optimal,accuracy")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite OUT/report.md from OUT/summary.csv and info.json")
     args = parser.parse_args()
+    if args.report_only:
+        info = json.loads((args.out / "info.json").read_text(encoding="utf-8"))
+        summary = pd.read_csv(args.out / "summary.csv")
+        (args.out / "report.md").write_text(report(summary, info), encoding="utf-8")
+        return
     run(args.responses, args.out, [int(x) for x in args.budgets.split(",")],
         [float(x) for x in args.core_fractions.split(",")], args.batch,
         [int(x) for x in args.seeds.split(",")], args.splits.split(","),

@@ -94,7 +94,7 @@ def test_estimator_and_sampler_names_come_from_the_registries():
                                           r"Did you mean 'mp-irt'\?"):
         parse_config(config)
     config["fitness"]["estimator"] = "full"
-    config["strategy"]["sampler"] = "nsga"
-    with pytest.raises(RecipeError, match=r"strategy.sampler: Unknown sampler 'nsga'\. "
+    config["strategy"]["sampler"] = "nsga-2"
+    with pytest.raises(RecipeError, match=r"strategy.sampler: Unknown sampler 'nsga-2'\. "
                                           r"Did you mean 'nsga2'\?"):
         parse_config(config)

@@ -237,11 +237,22 @@ class Fitness:
             out[task] = TaskScore(float(value[0]), float(stderr[0]), len(anchor_ids))
         return out
 
+    def _use_bank(self, task: str, bank: object) -> None:
+        """Score ``task`` with ``bank`` (a refit of its bank) on the same anchors."""
+        from irt import AnchorEstimator
+
+        self.banks[task] = bank
+        self.prepared[task] = AnchorEstimator(bank, self.anchor_sets[task])
+        if task in self.extended:
+            self.extended[task] = AnchorEstimator(bank, self.extended[task].anchors)
+        if self.adaptive is not None:
+            self.tests[task] = self._adaptive_test(task)
+
     def adopt_banks(self, directory: Path) -> list[str]:
         """Take the recalibrated banks an earlier session of this search saved under
         ``directory/<task>`` (a resumed search goes on from them, not from the original
         banks); the anchors stay those selected on the original bank. Tasks adopted."""
-        from irt import AnchorEstimator, load_bank
+        from irt import load_bank
 
         adopted = []
         for task, bank in list(self.banks.items()):
@@ -255,12 +266,7 @@ class Fitness:
                     "search's item bank.",
                     fix=f"resume with the item bank the search started with, or remove "
                         f"{saved} to go on from the original bank.")
-            self.banks[task] = refit
-            self.prepared[task] = AnchorEstimator(refit, self.anchor_sets[task])
-            if task in self.extended:
-                self.extended[task] = AnchorEstimator(refit, self.extended[task].anchors)
-            if self.adaptive is not None:
-                self.tests[task] = self._adaptive_test(task)
+            self._use_bank(task, refit)
             adopted.append(task)
         return adopted
 
@@ -269,7 +275,7 @@ class Fitness:
         """Add fully evaluated candidates (model -> task -> item -> score) to every task's
         bank, refit it warm-started (IRT recalibration), save it under ``out_dir/<task>``
         and re-prepare the estimators on the same anchors; task -> saved bank."""
-        from irt import AnchorEstimator, ResponseMatrix, recalibrate
+        from irt import ResponseMatrix, recalibrate
 
         saved = {}
         for task, bank in self.banks.items():
@@ -281,12 +287,7 @@ class Fitness:
                                 for i in item_ids] for m in models], dtype=float)
             new = ResponseMatrix(scores, tuple(models), tuple(item_ids), tuple(bank.item_tasks))
             bank = recalibrate(bank, new)
-            self.banks[task] = bank
-            self.prepared[task] = AnchorEstimator(bank, self.anchor_sets[task])
-            if task in self.extended:
-                self.extended[task] = AnchorEstimator(bank, self.extended[task].anchors)
-            if self.adaptive is not None:
-                self.tests[task] = self._adaptive_test(task)
+            self._use_bank(task, bank)
             saved[task] = _save_whole(bank, out_dir / task)
         return saved
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg.blas import daxpy, ddot
 
 __all__ = ["LbfgsResult", "minimize_lbfgs"]
 
@@ -41,20 +42,24 @@ class LbfgsResult:
 
 def _direction(grad: np.ndarray, pairs: deque[tuple[np.ndarray, np.ndarray, float]]
                ) -> np.ndarray:
-    """−H·grad by the two-loop recursion over the stored (s, y, 1/sᵀy) pairs."""
-    q = grad.copy()
+    """−H·grad by the two-loop recursion over the stored (s, y, 1/sᵀy) pairs.
+
+    BLAS level-1 calls (ddot, in-place daxpy): numpy's ``q -= a * y`` allocates a
+    temporary per pair, which made this 38% of a D = 15 calibration's time.
+    """
+    q = np.array(grad, dtype=np.float64)  # a contiguous copy daxpy can update in place
     coefficients = []
     for s, y, rho in reversed(pairs):
-        a = rho * float(s @ q)
-        q -= a * y
+        a = rho * ddot(s, q)
+        q = daxpy(y, q, a=-a)
         coefficients.append(a)
     if pairs:
         s, y, _ = pairs[-1]
-        q *= float(s @ y) / float(y @ y)
+        q *= ddot(s, y) / ddot(y, y)
     else:  # first step: a unit step along −g, no longer than 1 in the largest coordinate
         q /= max(float(np.abs(q).max()), 1.0)
     for (s, y, rho), a in zip(pairs, reversed(coefficients)):
-        q += (a - rho * float(y @ q)) * s
+        q = daxpy(s, q, a=a - rho * ddot(y, q))
     return -q
 
 
@@ -100,9 +105,9 @@ def minimize_lbfgs(fun: Objective, x0: np.ndarray, *, history: int = 20,
         if not accepted:
             reason = "line search"
             break
-        s, y = trial - x, trial_grad - grad
-        sy = float(s @ y)
-        if sy > 1e-10 * float(y @ y):  # keep H positive definite: skip flat-curvature pairs
+        s, y = trial - x, np.ascontiguousarray(trial_grad - grad, dtype=np.float64)
+        sy = ddot(s, y)
+        if sy > 1e-10 * ddot(y, y):  # keep H positive definite: skip flat-curvature pairs
             pairs.append((s, y, 1.0 / sy))
         x, value, grad = trial, trial_value, trial_grad
         iterations += 1

@@ -1,9 +1,12 @@
-"""Search cost: the same search scored by full evaluation and by mp-IRT on k anchors.
+"""Search cost: the same search scored by full evaluation and by IRT on a few items.
 
-Three arms share everything but the fitness: the demo zoo's TSV-M genome (a weight per
+The arms share everything but the fitness: the demo zoo's TSV-M genome (a weight per
 expert and layer group, and α), NSGA-II with the same seed, population and generations,
 the same workers. Arm ``full`` scores every test item of every objective task; arms
-``mp-irt@k`` score k anchor items per task and estimate the rest with mp-IRT.
+``EST@k`` score k static anchor items per task and estimate the rest with estimator EST;
+arms ``EST@c..b`` are adaptive (fitness.adaptive): a shared core of c anchors, then top-ups
+chosen by Fisher information at each candidate's ability until b items per task were asked
+(no standard-error stop, so an adaptive arm costs what the static arm of b items costs).
 
 Per arm: item evaluations and wall time of the search; its best member (the highest mean
 of the search's *own* fitness values) and its Pareto front, then fully evaluated on the
@@ -31,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +51,8 @@ HERE = Path(__file__).resolve().parent
 # the experts (normalised accuracy 80-94%); on the other four the fixed merges already
 # reach 96-101% of the experts, and a search has nothing left to find there.
 DEFAULT_TASKS = ("word_order", "text_source")
+# static anchors at 20 and 10 items per task, and adaptive tests of the same budgets
+DEFAULT_ARMS = ("full", "mp-irt@20", "mp-irt@10", "mp-irt@10..20", "mp-irt@5..10")
 FIXED_LABELS = ("averaging", "task arithmetic", "TIES", "TSV-M", "Iso-C", "Iso-CTS")
 
 
@@ -77,19 +83,50 @@ def _machine() -> dict[str, Any]:
 
 
 # -- the searches -----------------------------------------------------------------------
-def arm_config(zoo_dir: Path, banks: Path, args: argparse.Namespace, estimator: str,
-               anchors: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ArmSpec:
+    """One arm: ``full``, ``EST@K`` (K static anchors per task) or ``EST@C..B`` (adaptive:
+    a shared core of C anchors, then Fisher-information top-ups up to B items per task)."""
+
+    name: str
+    estimator: str
+    anchors: int
+    budget: int | None = None  # adaptive budget per task (core included); None: static
+
+    @classmethod
+    def parse(cls, text: str) -> ArmSpec:
+        text = text.strip()
+        if text == "full":
+            return cls("full", "full", 1)
+        estimator, sep, size = text.partition("@")
+        core, dots, budget = size.partition("..")
+        if not sep or not core.isdigit() or (dots and not budget.isdigit()):
+            raise SystemExit(f"arm {text!r}: expected 'full', 'EST@K' (static) or "
+                             "'EST@C..B' (adaptive, core C, budget B), e.g. mp-irt@5..10")
+        if dots and int(budget) <= int(core):
+            raise SystemExit(f"arm {text!r}: the budget must exceed the core")
+        return cls(text, estimator, int(core), int(budget) if dots else None)
+
+    @property
+    def directory(self) -> str:
+        return self.name.replace("@", "-k").replace("..", "-to-")
+
+
+def arm_config(zoo_dir: Path, banks: Path, args: argparse.Namespace,
+               arm: ArmSpec) -> dict[str, Any]:
     """The demo's search config (search.demo) with this arm's fitness and budget."""
     from search.demo import demo_search_config
 
     config = demo_search_config(zoo_dir, banks, size=args.zoo_size, population=args.population,
-                                generations=args.generations, anchors=anchors,
+                                generations=args.generations, anchors=arm.anchors,
                                 workers=args.workers)
-    name = "full" if estimator == "full" else f"{estimator}-k{anchors}"
-    config["name"] = f"search-cost-{name}"
+    config["name"] = f"search-cost-{arm.directory}"
     config["objectives"] = list(args.tasks)
-    config["fitness"] = {"estimator": estimator, "item_bank": str(banks.resolve()),
-                         "anchors": anchors}
+    config["fitness"] = {"estimator": arm.estimator, "item_bank": str(banks.resolve()),
+                         "anchors": arm.anchors}
+    if arm.budget is not None:  # the whole budget is spent: equal cost to EST@budget
+        config["fitness"]["adaptive"] = {"core": arm.anchors, "budget": arm.budget,
+                                         "batch": args.batch, "se_target": None}
     config["strategy"]["seed"] = args.seed
     return config
 
@@ -137,6 +174,7 @@ def run_arm(name: str, config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "estimator": config["fitness"]["estimator"],
         "anchors": None if config["fitness"]["estimator"] == "full"
         else config["fitness"]["anchors"],
+        "adaptive": config["fitness"].get("adaptive"),
         "wall_seconds": wall,
         "candidates": len(done),
         "failed": len(records) - len(done),
@@ -689,8 +727,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="objective tasks, comma-separated, or 'all'")
     parser.add_argument("--population", type=int, default=12)
     parser.add_argument("--generations", type=int, default=5)
-    parser.add_argument("--anchors", default="20,50", help="k per IRT arm, comma-separated")
-    parser.add_argument("--estimator", default="mp-irt")
+    parser.add_argument("--arms", default=",".join(DEFAULT_ARMS),
+                        help="comma-separated: full, EST@K (K static anchors per task), "
+                             "EST@C..B (adaptive: core C, Fisher top-ups to B items per task)")
+    parser.add_argument("--batch", type=int, default=5, help="adaptive top-up batch size")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resamples", type=int, default=2000)
@@ -720,12 +760,13 @@ def main(argv: list[str] | None = None) -> int:
     args.tasks = all_tasks if args.tasks == "all" else args.tasks.split(",")
     machine = _machine()
     work = args.work_dir / f"seed{args.seed}"
-    arm_specs = [("full", "full", 0)] + [
-        (f"{args.estimator}@{k}", args.estimator, int(k)) for k in args.anchors.split(",")]
+    specs = [ArmSpec.parse(text) for text in args.arms.split(",")]
+    if specs[0].name != "full":
+        parser.error("--arms must start with 'full' (every other arm is compared with it)")
     configs, arms = {}, {}
-    for name, estimator, k in arm_specs:
-        configs[name] = arm_config(zoo_dir, banks, args, estimator, k or 1)
-        arms[name] = run_arm(name, configs[name], work / name.replace("@", "-k"))
+    for spec in specs:
+        configs[spec.name] = arm_config(zoo_dir, banks, args, spec)
+        arms[spec.name] = run_arm(spec.name, configs[spec.name], work / spec.directory)
     responses = evaluate_members(arms, configs["full"], work, args.workers)
     verified = verified_trials(arms, responses, args.tasks)
     validation = held_out(arms, configs["full"], zoo_dir, work, args.workers, verified)
@@ -737,13 +778,13 @@ def main(argv: list[str] | None = None) -> int:
         "command": ("python benchmarks/search_cost/run.py --work-dir DIR "
                     f"--zoo-size {args.zoo_size} "
                     f"--tasks {','.join(args.tasks)} --population {args.population} "
-                    f"--generations {args.generations} --anchors {args.anchors} "
-                    f"--estimator {args.estimator} --workers {args.workers} "
+                    f"--generations {args.generations} --arms {args.arms} "
+                    f"--batch {args.batch} --workers {args.workers} "
                     f"--seed {args.seed} --resamples {args.resamples}"),
         "setting": {"zoo": args.zoo_size, "population": args.population,
                     "generations": args.generations,
                     "seed": args.seed, "workers": args.workers, "genes": genes,
-                    "method": "tsv_m", "estimator": args.estimator},
+                    "method": "tsv_m", "arms": args.arms},
         "analysis": analyse(arms, responses, zoo_dir, args.tasks, args.resamples, verified),
         "held_out": analyse_held_out(validation, zoo_dir, args.tasks, args.resamples),
         "fronts": {name: {"best_trial": arm["best_trial"], "front_trials": arm["front_trials"],

@@ -83,8 +83,6 @@ class SearchLoop:
         # candidates awaiting more items (adaptive top-ups, a close call's re-scoring)
         self._first_pass: dict[int, CandidateResult] = {}
         self._rescoring: set[int] = set()  # close calls sent for more items
-        if config.fitness.adaptive is not None and inputs.fitness.adaptive is None:
-            inputs.fitness.make_adaptive(config.fitness.adaptive, config.fitness.rescore_items)
         self._generation = 0
         self._bar = tqdm(total=self.budget, initial=len(self.records), desc="search",
                          unit="cand", disable=not progress)

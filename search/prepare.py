@@ -80,4 +80,6 @@ def prepare(config: SearchConfig) -> SearchInputs:
                       limit={t: ids[:limit] for t, ids in items.items()} if limit else None)
     if spec.estimator != "full":
         check_banks(fitness.banks, items, spec.anchors, fitness.bank_dirs)
+    if spec.adaptive is not None:  # the core is the anchors; top-ups by Fisher information
+        fitness.make_adaptive(spec.adaptive, spec.rescore_items)
     return SearchInputs(objectives, base_model, experts, tasks, genome, fitness)

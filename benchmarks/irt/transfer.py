@@ -236,17 +236,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/irt/transfer"))
     args = parser.parse_args()
     DIMS, INFLATIONS = args.dims, args.inflations
-    results = []
     partial = args.out.with_suffix(".json")
+    # an interrupted run keeps its finished splits: they are not fitted again
+    results = json.loads(partial.read_text(encoding="utf-8")) if partial.exists() else []
+    done = {(r["population"], r["split"], r["seed"]) for r in results}
     names = []
     for spec in args.population:
         name, _, path = spec.partition("=")
         names.append(name)
+        splits = [(split, seed) for split, seed in itertools.chain(
+            (("random", s) for s in args.seeds), [("strongest", 0)])
+            if (name, split, seed) not in done]
+        if not splits:
+            continue
         matrix = load_responses(os.path.expanduser(path))
-        for split, seed in itertools.chain((("random", s) for s in args.seeds),
-                                           [("strongest", 0)]):
+        for split, seed in splits:
+            print(f"{name} {split} seed {seed} ...", flush=True)
             results.append(outer_split(matrix, name, split, seed))
             partial.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    results = [r for r in results if r["population"] in names]
     command = ("OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/irt/transfer.py "
                + " ".join(f"--population {p}" for p in args.population))
     args.out.with_suffix(".md").write_text(report(results, names, command) + "\n",

@@ -12,6 +12,7 @@ import torch
 
 from merge3.errors import RecipeError
 from merge3.methods.model_select import first_pass, kth
+from merge3.methods.sort_select import sorted_slice_mask
 
 __all__ = ["magnitude_mask", "outlier_mask", "dare_drop", "dare_trim", "Trim",
            "TRIM_SCOPES", "check_trim_scope", "model_magnitude_thresholds",
@@ -20,40 +21,27 @@ __all__ = ["magnitude_mask", "outlier_mask", "dare_drop", "dare_trim", "Trim",
 TRIM_SCOPES = ("tensor", "model")
 
 
-def _kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th smallest entry (1-based): a selection, O(n), where a sort is O(n log n)."""
-    return torch.kthvalue(flat, k).values
-
-
 def magnitude_mask(delta: torch.Tensor, density: float) -> torch.Tensor:
     """Keep the ``density`` fraction of entries with the largest |delta| (at least one).
 
-    Per tensor, as mergekit does; the TIES paper trims over the flattened model. The
-    threshold is found by selection, not by sorting. Only when entries tie at the
-    threshold and some of them must go is the sort needed: then the kept ones are those
-    of mergekit's ``argsort(descending=True)[:k]`` (CPU argsort is not stable, so no
-    other rule keeps the same entries; bfloat16 task vectors tie often, float32 rarely).
+    Per tensor, as mergekit does; the TIES paper trims over the flattened model. Where
+    entries tie at the threshold (bfloat16 task vectors tie there almost always), the
+    kept ones are those of mergekit's ``argsort(descending=True)[:k]``: CPU argsort is
+    not stable, so ``sorted_slice_mask`` replays its partitions instead of sorting.
     """
     if density >= 1:
         return torch.ones_like(delta, dtype=torch.bool)
     if density <= 0 or delta.numel() == 0:
         return torch.zeros_like(delta, dtype=torch.bool)
-    n = delta.numel()
-    k = max(1, int(density * n))
-    flat = delta.abs().reshape(-1)
-    threshold = _kth_smallest(flat, n - k + 1)  # the k-th largest |delta|
-    keep = flat >= threshold
-    if int(keep.sum()) != k:  # a tie at the threshold: mergekit's order decides
-        keep = torch.zeros(n, dtype=torch.bool, device=delta.device)
-        keep[torch.argsort(flat, descending=True)[:k]] = True
-    return keep.reshape(delta.shape)
+    k = max(1, int(density * delta.numel()))
+    return sorted_slice_mask(delta.abs(), 0, k, descending=True, scratch=True)
 
 
 def outlier_mask(delta: torch.Tensor, density: float, gamma: float) -> torch.Tensor:
     """Model Breadcrumbs (Davari & Belilovsky 2024): drop the top-``gamma`` fraction of
     |delta| as outliers and keep the next ``density`` fraction; as in mergekit, fewer
-    outliers are dropped when both fractions do not fit. The band's two edges come from
-    selection; a tie at an edge falls back to mergekit's ascending ``sort`` order."""
+    outliers are dropped when both fractions do not fit. The kept band is the slice
+    [n − keep − top, n − top) of mergekit's ascending ``sort`` order, ties included."""
     if density >= 1:
         return torch.ones_like(delta, dtype=torch.bool)
     n = delta.numel()
@@ -62,15 +50,7 @@ def outlier_mask(delta: torch.Tensor, density: float, gamma: float) -> torch.Ten
     bottom_n = max(0, n - keep_n - top_n)
     if keep_n == 0:
         return torch.zeros_like(delta, dtype=torch.bool)
-    flat = delta.abs().reshape(-1)
-    low = _kth_smallest(flat, bottom_n + 1)  # the first kept, in ascending order
-    high = _kth_smallest(flat, bottom_n + keep_n)  # the last kept
-    keep = (flat >= low) & (flat <= high)
-    if int(keep.sum()) != keep_n:  # a tie at an edge: mergekit's order decides
-        order = torch.sort(flat).indices
-        keep = torch.zeros(n, dtype=torch.bool, device=delta.device)
-        keep[order[bottom_n : bottom_n + keep_n]] = True
-    return keep.reshape(delta.shape)
+    return sorted_slice_mask(delta.abs(), bottom_n, bottom_n + keep_n, scratch=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -245,6 +245,16 @@ def _device_gib(device: torch.device, peak: bool) -> float | None:
     return read(device) / GIB
 
 
+def _device_extra(device: torch.device) -> dict[str, float]:
+    """What the cap binds (the allocator's reserved peak) and what the card sees in use
+    (total − free: the CUDA context too, which the cap does not count)."""
+    if device.type != "cuda":
+        return {}
+    free, total = torch.cuda.mem_get_info(device)
+    return {"peak_reserved_gib": torch.cuda.max_memory_reserved(device) / GIB,
+            "device_used_gib": (total - free) / GIB}
+
+
 def run_method(name: str, resident: Resident, *, count: int, warmup: int, seed: int,
                budget_s: float = float("inf")) -> dict[str, Any]:
     """Warm-up candidates, then ``count`` timed ones (fewer if they pass ``budget_s``
@@ -275,6 +285,7 @@ def run_method(name: str, resident: Resident, *, count: int, warmup: int, seed: 
         row.update(ms_median=1e3 * statistics.median(seconds), ms_min=1e3 * min(seconds),
                    ms_max=1e3 * max(seconds), timed=len(seconds))
     row["peak_device_gib"] = _device_gib(device, peak=True)
+    row.update(_device_extra(device))
     row["peak_host_rss_gib"] = _host_peak_kib() / 2**20
     row["last_genome"] = genomes[-1]
     return row
@@ -337,16 +348,18 @@ def markdown(report: dict[str, Any]) -> str:
         f"GiB, host peak RSS {report['after_setup_host_rss_gib']:.2f} GiB.",
         "",
         "| method | timed candidates | ms/candidate median (min–max) | peak device GiB "
-        "(max_memory_allocated) | peak host RSS GiB | note |",
-        "|---|---|---|---|---|---|",
+        "(max_memory_allocated) | reserved / card in use GiB | peak host RSS GiB | note |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in report["methods"]:
         timing = (f"{row['ms_median']:.1f} ({row['ms_min']:.1f}–{row['ms_max']:.1f})"
                   if "ms_median" in row else "–")
         note = row.get("error") or row.get("note") or (
             "" if row["host_peak_reset"] else "host peak: whole process")
+        used = (f"{_fmt(row.get('peak_reserved_gib'))} / {_fmt(row.get('device_used_gib'))}"
+                if "device_used_gib" in row else "–")
         lines.append(f"| {row['method']} | {row.get('timed', 0)} (+{row['warmup']} warm-up) | "
-                     f"{timing} | {_fmt(row['peak_device_gib'])} | "
+                     f"{timing} | {_fmt(row['peak_device_gib'])} | {used} | "
                      f"{row['peak_host_rss_gib']:.2f} | {note} |")
     return "\n".join(lines)
 

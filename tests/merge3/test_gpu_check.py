@@ -110,3 +110,4 @@ def test_cpu_path_runs_without_pydantic_and_reports_positive_numbers(tmp_path):
         assert math.isfinite(row["peak_host_rss_gib"]) and 0.05 < row["peak_host_rss_gib"] < 8
         assert row["peak_device_gib"] is None
     assert "| ties | 3 (+1 warm-up) |" in done.stdout
+    assert "peak_reserved_gib" not in report["methods"][0]  # CUDA-only columns

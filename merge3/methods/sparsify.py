@@ -61,6 +61,11 @@ class Trim:
     divisor: float | None = None  # DARE's rescaling 1/(1 − p) as a division by density
     scale: torch.Tensor | None = None  # DELLA's L1 rescaling (a 0-d multiplier)
 
+    def part(self, part: slice) -> Trim:
+        """The trim of the flattened entries ``part`` (for block-wise combination)."""
+        keep = None if self.keep is None else self.keep.reshape(-1)[part]
+        return Trim(keep, self.divisor, self.scale)
+
     def apply(self, delta: torch.Tensor) -> torch.Tensor:
         """``delta`` trimmed in place (the same operations, in the same order, each time)."""
         if self.keep is not None:

@@ -44,8 +44,9 @@ def combine_task_vectors(
     The elected sign is that of the summed trimmed mass; where that sum is exactly 0 it is
     + (mergekit), or − with ``zero_sign=-1`` (FusionBench's whole-model majority).
 
-    Working memory: a few base-sized float32 buffers and, for sign election, one bool
-    mask per model — never an N-fold stack of float32 task vectors.
+    Working memory: the result, each model's trim (a bool mask) and, while a trim is
+    computed, one task vector and its selection's scratch; the rest runs in blocks of
+    BLOCK_ELEMENTS (fused, cache-sized), so no other base-sized buffer is ever held.
     """
     if not sign_consensus and sparsify is None:
         # plain task arithmetic: θ_0·(1 − Σc_i) + Σ c_i θ_i with c_i = λ w_i (/ Σw), in
@@ -57,56 +58,69 @@ def combine_task_vectors(
         for tensor, coefficient in zip(tensors, coefficients):
             result.add_(tensor, alpha=coefficient)
         return result
-    if not sign_consensus:
-        # no sign election: accumulate one task vector at a time (no N-fold stack)
-        merged = torch.zeros_like(base)
-        for i, tensor in enumerate(tensors):
-            delta = tensor - base
-            if sparsify:
-                sparsify(delta, i).apply(delta)
-            merged += delta * float(weight[i])
-        total = float(sum(float(w) for w in weight))
-        if normalize and abs(total) >= 1e-8:
-            merged /= total
+    # the trims first, one task vector at a time (a trim may need the whole tensor: the
+    # magnitude selection does); then everything else, block by block
+    trims = [sparsify(torch.sub(tensor, base), i) if sparsify else Trim()
+             for i, tensor in enumerate(tensors)]
+    weights = [float(w) for w in weight]
+    result = torch.empty_like(base)
+    flat_base, flat_result = base.reshape(-1), result.reshape(-1)
+    flat_tensors = [tensor.reshape(-1) for tensor in tensors]
+    combine = _elect_and_combine if sign_consensus else _combine
+    for start in range(0, flat_base.numel(), BLOCK_ELEMENTS):
+        part = slice(start, start + BLOCK_ELEMENTS)
+        block_trims = [trim.part(part) for trim in trims]
+        merged = combine([x[part] for x in flat_tensors], flat_base[part], weights,
+                         block_trims, normalize, zero_sign)
         if lambda_ != 1:
-            merged *= lambda_
-        return base + merged
-    # sign election (TIES), fused: pass 1 sums the trimmed, weighted task vectors and keeps
-    # only each one's trim (a bool mask); pass 2 rebuilds each task vector with the same
-    # operations and adds the entries that agree with the elected sign
-    trims: list[Trim] = []
+            merged.mul_(lambda_)
+        torch.add(merged, flat_base[part], out=flat_result[part])
+    return result
 
-    def trimmed(i: int) -> torch.Tensor:
-        delta = torch.sub(tensors[i], base)
-        if sparsify:
-            if len(trims) == i:
-                trims.append(sparsify(delta, i))
-            trims[i].apply(delta)
-        if float(weight[i]) != 1.0:
-            delta.mul_(float(weight[i]))
-        return delta
 
+BLOCK_ELEMENTS = 1 << 18  # 1 MiB of float32 per buffer: the block's working set stays in cache
+
+
+def _trimmed(tensor: torch.Tensor, base: torch.Tensor, trim: Trim, weight: float) -> torch.Tensor:
+    """w · trim(θ_i − θ_0) of one block (the same operations, in the same order, always)."""
+    delta = trim.apply(torch.sub(tensor, base))
+    if weight != 1.0:
+        delta.mul_(weight)
+    return delta
+
+
+def _combine(tensors: list[torch.Tensor], base: torch.Tensor, weights: list[float],
+             trims: list[Trim], normalize: bool, zero_sign: int) -> torch.Tensor:
+    """Σ_i w_i · trim(τ_i) of one block, over Σ_i w_i where ``normalize``."""
     merged = torch.zeros_like(base)
-    for i in range(len(tensors)):
-        merged.add_(trimmed(i))
-    # the elected sign: + where the summed mass is > 0, and where it is 0 as zero_sign says
+    for tensor, trim, weight in zip(tensors, trims, weights):
+        merged += trim.apply(torch.sub(tensor, base)) * weight
+    total = sum(weights)
+    if normalize and abs(total) >= 1e-8:
+        merged /= total
+    return merged
+
+
+def _elect_and_combine(tensors: list[torch.Tensor], base: torch.Tensor, weights: list[float],
+                       trims: list[Trim], normalize: bool, zero_sign: int) -> torch.Tensor:
+    """TIES's sign election and disjoint (weighted) mean of one block: the elected sign is
+    that of the summed trimmed mass (+ where it is 0 with ``zero_sign=1``); each w_i·τ_i
+    counts where it agrees, divided by the weights that agree."""
+    deltas = [_trimmed(x, base, trim, w) for x, trim, w in zip(tensors, trims, weights)]
+    merged = torch.zeros_like(base)
+    for delta in deltas:
+        merged.add_(delta)
     positive = merged >= 0 if zero_sign > 0 else merged > 0
     merged.zero_()
     divisor = torch.zeros_like(base)
-    for i in range(len(tensors)):
-        delta = trimmed(i)
+    for delta, weight in zip(deltas, weights):
         agree = torch.where(positive, delta > 0, delta < 0)
         merged.add_(delta.mul_(agree))
-        divisor.add_(agree.to(divisor.dtype), alpha=float(weight[i]))
-        if trims:
-            trims[i] = Trim()  # freed once counted
-        del delta, agree
+        divisor.add_(agree.to(divisor.dtype), alpha=weight)
     if normalize:
         divisor[divisor == 0] = 1
         merged.div_(divisor)
-    if lambda_ != 1:
-        merged.mul_(lambda_)
-    return merged.add_(base)
+    return merged
 
 
 @merge_method(

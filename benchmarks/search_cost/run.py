@@ -119,7 +119,7 @@ def arm_config(zoo_dir: Path, banks: Path, args: argparse.Namespace,
 
     config = demo_search_config(zoo_dir, banks, size=args.zoo_size, population=args.population,
                                 generations=args.generations, anchors=arm.anchors,
-                                workers=args.workers)
+                                workers=args.workers, sampler=args.sampler)
     config["name"] = f"search-cost-{arm.directory}"
     config["objectives"] = list(args.tasks)
     config["fitness"] = {"estimator": arm.estimator, "item_bank": str(banks.resolve()),
@@ -137,7 +137,7 @@ def _records(run_dir: Path, config: dict[str, Any]) -> list[TrialRecord]:
 
     strategy = config["strategy"]
     study = open_study(name=config["name"], storage=f"sqlite:///{run_dir / 'optuna.db'}",
-                       sampler=make_sampler("nsga2", population=strategy["population"],
+                       sampler=make_sampler(strategy["sampler"], population=strategy["population"],
                                             seed=strategy["seed"]),
                        objectives=len(config["objectives"]))
     return finished_records(study, config["objectives"])
@@ -571,7 +571,7 @@ def format_tables(results: dict[str, Any]) -> str:
     setting = results["setting"]
     lines = [
         f"Search: TSV-M over the {setting.get('zoo', 'demo')} zoo's 6 experts "
-        f"({setting['genes']} genes), NSGA-II "
+        f"({setting['genes']} genes), {setting.get('sampler', 'nsga2')} "
         f"{setting['population']} × {setting['generations']}, seed {setting['seed']}, "
         f"objectives {', '.join(tasks)} ({', '.join(str(a['n_test'][t]) for t in tasks)} "
         f"test items), {setting['workers']} workers.", "",
@@ -731,6 +731,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated: full, EST@K (K static anchors per task), "
                              "EST@C..B (adaptive: core C, Fisher top-ups to B items per task)")
     parser.add_argument("--batch", type=int, default=5, help="adaptive top-up batch size")
+    parser.add_argument("--sampler", default="nsga2",
+                        help="the searches' sampler (search.strategy.SAMPLERS)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resamples", type=int, default=2000)
@@ -779,12 +781,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"--zoo-size {args.zoo_size} "
                     f"--tasks {','.join(args.tasks)} --population {args.population} "
                     f"--generations {args.generations} --arms {args.arms} "
-                    f"--batch {args.batch} --workers {args.workers} "
+                    f"--batch {args.batch} --sampler {args.sampler} --workers {args.workers} "
                     f"--seed {args.seed} --resamples {args.resamples}"),
         "setting": {"zoo": args.zoo_size, "population": args.population,
                     "generations": args.generations,
                     "seed": args.seed, "workers": args.workers, "genes": genes,
-                    "method": "tsv_m", "arms": args.arms},
+                    "method": "tsv_m", "arms": args.arms, "sampler": args.sampler},
         "analysis": analyse(arms, responses, zoo_dir, args.tasks, args.resamples, verified),
         "held_out": analyse_held_out(validation, zoo_dir, args.tasks, args.resamples),
         "fronts": {name: {"best_trial": arm["best_trial"], "front_trials": arm["front_trials"],

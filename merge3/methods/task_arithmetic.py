@@ -15,6 +15,7 @@ import torch
 
 from merge3.errors import MergeError
 from merge3.methods.base import merge_method
+from merge3.methods.sort_select import one_thread
 from merge3.methods.sparsify import (
     Trim,
     check_trim_scope,
@@ -67,14 +68,15 @@ def combine_task_vectors(
     flat_base, flat_result = base.reshape(-1), result.reshape(-1)
     flat_tensors = [tensor.reshape(-1) for tensor in tensors]
     combine = _elect_and_combine if sign_consensus else _combine
-    for start in range(0, flat_base.numel(), BLOCK_ELEMENTS):
-        part = slice(start, start + BLOCK_ELEMENTS)
-        block_trims = [trim.part(part) for trim in trims]
-        merged = combine([x[part] for x in flat_tensors], flat_base[part], weights,
-                         block_trims, normalize, zero_sign)
-        if lambda_ != 1:
-            merged.mul_(lambda_)
-        torch.add(merged, flat_base[part], out=flat_result[part])
+    with one_thread():  # many cache-sized ops: thread barriers would cost more than they gain
+        for start in range(0, flat_base.numel(), BLOCK_ELEMENTS):
+            part = slice(start, start + BLOCK_ELEMENTS)
+            block_trims = [trim.part(part) for trim in trims]
+            merged = combine([x[part] for x in flat_tensors], flat_base[part], weights,
+                             block_trims, normalize, zero_sign)
+            if lambda_ != 1:
+                merged.mul_(lambda_)
+            torch.add(merged, flat_base[part], out=flat_result[part])
     return result
 
 

@@ -232,3 +232,15 @@ def test_outlier_mask_is_mergekits_sort(density, gamma):
     expected = torch.ones(n, dtype=torch.bool) if density >= 1 else \
         _by_sort(delta, bottom_n, bottom_n + keep_n, False)
     assert torch.equal(outlier_mask(delta, density, gamma), expected)
+
+
+def test_one_thread_restores_the_thread_count():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        values = _tied(5000, "bfloat16", torch.Generator().manual_seed(6))
+        assert torch.equal(sorted_slice_mask(values, 0, 2500, descending=True),
+                           _by_sort(values, 0, 2500, True))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

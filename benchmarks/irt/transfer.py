@@ -256,7 +256,8 @@ def main() -> None:
             partial.write_text(json.dumps(results, indent=1), encoding="utf-8")
     results = [r for r in results if r["population"] in names]
     command = ("OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/irt/transfer.py "
-               + " ".join(f"--population {p}" for p in args.population))
+               + " ".join(f"--population {p.replace(os.path.expanduser('~'), '~')}"
+                          for p in args.population))
     args.out.with_suffix(".md").write_text(report(results, names, command) + "\n",
                                            encoding="utf-8")
 

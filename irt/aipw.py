@@ -48,15 +48,22 @@ def fit_ridge(responses: np.ndarray, anchor_indices: np.ndarray, rest: np.ndarra
     return RidgeFit(col_mean, model.coef_, np.atleast_1d(model.intercept_), loo)
 
 
-def aipw_estimate(fit: RidgeFit, y: np.ndarray, anchor_indices: np.ndarray,
-                  weights: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """AIPW values and standard errors (B,) from anchor responses ``y`` (B, k)."""
-    x = np.where(np.isnan(y), fit.col_mean[anchor_indices], y)
+def _predictions(fit: RidgeFit, y: np.ndarray, indices: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """f̂'s mean prediction over the unanswered items (B,) and its leave-one-out
+    predictions of the answered ones (B, k); a missing answer is its column mean."""
+    x = np.where(np.isnan(y), fit.col_mean[indices], y)
     f_rest = np.clip(x @ fit.coef.T + fit.intercept, 0, 1).mean(axis=1)
     f_anchor = np.empty_like(x)
     for j, (model, others) in enumerate(fit.loo):
         f_anchor[:, j] = others if model is None else model.predict(x[:, others])
-    f_anchor = np.clip(f_anchor, 0, 1)
+    return f_rest, np.clip(f_anchor, 0, 1)
+
+
+def aipw_estimate(fit: RidgeFit, y: np.ndarray, anchor_indices: np.ndarray,
+                  weights: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """AIPW values and standard errors (B,) from anchor responses ``y`` (B, k)."""
+    f_rest, f_anchor = _predictions(fit, y, anchor_indices)
     mask = ~np.isnan(y)
     w = np.where(mask, weights, 0.0)
     w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
@@ -68,3 +75,29 @@ def aipw_estimate(fit: RidgeFit, y: np.ndarray, anchor_indices: np.ndarray,
     centred = resid - np.sum(w * resid, axis=1, keepdims=True)
     var = np.sum(w**2 * centred**2 * mask, axis=1) * n / np.maximum(n - 1, 1)
     return np.clip(value, 0, 1), np.sqrt(var)
+
+
+def aipw_union_estimate(fit: RidgeFit, y: np.ndarray, indices: np.ndarray,
+                        weights: np.ndarray, core: np.ndarray, n_items: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """AIPW on a core + top-up union: the n answered items are known exactly, the other
+    N − n are f̂'s mean over them corrected by the core's weighted mean of y − f̂ (the
+    core is the only sample of the bank, Zhang et al. 2025's design part):
+    (n/N)·ȳ_answered + (1 − n/N)·(mean_rest f̂ + Σ_core w (y − f̂)). With no top-ups this
+    is the static formula to first order in n/N; s.e. (1 − n/N) times the weighted s.d.
+    of the core's residuals."""
+    f_rest, f_anchor = _predictions(fit, y, indices)
+    answered = ~np.isnan(y)
+    sample = answered & core
+    w = np.where(sample, weights, 0.0)
+    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    resid = np.where(sample, np.nan_to_num(y) - f_anchor, 0.0)
+    correction = np.sum(w * resid, axis=1)
+    n = answered.sum(axis=1)
+    frac = n / n_items
+    observed = np.nansum(y, axis=1) / np.maximum(n, 1)
+    value = frac * observed + (1 - frac) * (f_rest + correction)
+    n_core = sample.sum(axis=1)
+    centred = resid - correction[:, None]
+    var = np.sum(w**2 * centred**2 * sample, axis=1) * n_core / np.maximum(n_core - 1, 1)
+    return np.clip(value, 0, 1), (1 - frac) * np.sqrt(var)

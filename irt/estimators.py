@@ -17,9 +17,9 @@ top-ups, an :class:`AnchorSet` from ``irt.anchors.union_anchors`` (top-ups weigh
 the anchor mean (and gp/gmp's mean part, AIPW's design correction, mp-IRT's nearest
 endpoints) read the core with its weights; p-IRT and mp-IRT count every answered item as
 observed and fit the ability on all of them; AIPW's ridge uses all of them as regressors
-and counts them as observed (``_aipw_union``); the gp/gmp blend weights are measured on the
-bank's held-out models answering this same item set. Without top-ups every number is the
-static path's.
+and counts them as observed (``irt.aipw.aipw_union_estimate``); the gp/gmp blend weights
+are measured on the bank's held-out models answering this same item set. Without top-ups
+every number is the static path's.
 
 Each is an :class:`Estimator` in the :data:`ESTIMATORS` registry, which says whether it
 uses the merge's endpoints; a new one is a class with ``uses_endpoints`` and ``predict``
@@ -36,7 +36,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from irt.ability import ability_prior, fit_abilities, fit_merge_weights
-from irt.aipw import RidgeFit, aipw_estimate, fit_ridge
+from irt.aipw import RidgeFit, aipw_estimate, aipw_union_estimate, fit_ridge
 from irt.anchors import AnchorSet
 from irt.bank import ItemBank
 from irt.errors import IRTError, UnknownIRTNameError
@@ -251,15 +251,15 @@ class AnchorEstimator:
 
     def aipw(self, y: np.ndarray) -> Pair:
         """AIPW (irt.aipw) with the bank's ridge fit, made once per anchor set; on a union
-        with top-ups, :func:`_aipw_union`. Anchors covering the bank: nothing is left to
-        predict, the answered items' mean (s.e. 0)."""
+        with top-ups, :func:`irt.aipw.aipw_union_estimate`. Anchors covering the bank:
+        nothing is left to predict, the answered items' mean (s.e. 0)."""
         if self.rest.size == 0:
             answered = (~np.isnan(y)).sum(axis=1)
             return np.nansum(y, axis=1) / np.maximum(answered, 1), np.zeros(y.shape[0])
         if self.anchors.core_mask.all():
             return aipw_estimate(self._ridge, y, self.anchors.indices, self.anchors.weights,
                                  self.n_items)
-        return _aipw_union(self._ridge, y, self.anchors.indices, self.anchors.weights,
+        return aipw_union_estimate(self._ridge, y, self.anchors.indices, self.anchors.weights,
                            self.anchors.core_mask, self.n_items)
 
     # ------------------------------------------------------------------ public
@@ -277,36 +277,6 @@ class AnchorEstimator:
                            fix="pass one column per anchor, in the anchor set's order.")
         chosen = ESTIMATORS.get(estimator)
         return chosen.predict(self, y, endpoints if chosen.uses_endpoints else None)
-
-
-def _aipw_union(fit: RidgeFit, y: np.ndarray, indices: np.ndarray, weights: np.ndarray,
-                core: np.ndarray, n_items: int) -> Pair:
-    """AIPW on a core + top-up union: the n answered items are known exactly, the other
-    N − n are f̂'s mean over them corrected by the core's weighted mean of y − f̂ (the
-    core is the only sample of the bank, Zhang et al. 2025's design part):
-    (n/N)·ȳ_answered + (1 − n/N)·(mean_rest f̂ + Σ_core w (y − f̂)). With no top-ups this
-    is the static formula to first order in n/N; s.e. (1 − n/N) times the weighted s.d.
-    of the core's residuals."""
-    x = np.where(np.isnan(y), fit.col_mean[indices], y)
-    f_rest = np.clip(x @ fit.coef.T + fit.intercept, 0, 1).mean(axis=1)
-    f_anchor = np.empty_like(x)
-    for j, (model, others) in enumerate(fit.loo):
-        f_anchor[:, j] = others if model is None else model.predict(x[:, others])
-    f_anchor = np.clip(f_anchor, 0, 1)
-    answered = ~np.isnan(y)
-    sample = answered & core
-    w = np.where(sample, weights, 0.0)
-    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-    resid = np.where(sample, np.nan_to_num(y) - f_anchor, 0.0)
-    correction = np.sum(w * resid, axis=1)
-    n = answered.sum(axis=1)
-    frac = n / n_items
-    observed = np.nansum(y, axis=1) / np.maximum(n, 1)
-    value = frac * observed + (1 - frac) * (f_rest + correction)
-    n_core = sample.sum(axis=1)
-    centred = resid - correction[:, None]
-    var = np.sum(w**2 * centred**2 * sample, axis=1) * n_core / np.maximum(n_core - 1, 1)
-    return np.clip(value, 0, 1), (1 - frac) * np.sqrt(var)
 
 
 def _blend(lam: float, mean: Pair, irt: Pair) -> Pair:

@@ -186,7 +186,12 @@ def report(results: list[dict[str, object]], populations: list[str], command: st
              f"Command: `{command}`\n", f"Machine: {machine}.\n",
              f"Grid: D ∈ {DIMS}, θ-prior inflation ∈ {INFLATIONS}; anchors k-means on "
              "correctness, seeds 0–2. MAE in pp on the outer held-out models; `random` = "
-             "mean of seeds 0–2. Chosen settings in brackets (D, inflation).\n"]
+             "mean over the outer seeds run ("
+             + "; ".join(f"{name}: " + ", ".join(str(r["seed"]) for r in results
+                                                 if r["population"] == name
+                                                 and r["split"] == "random")
+                         for name in populations)
+             + "). Chosen settings in brackets (D, inflation).\n"]
     choices = ("fixed", "auto-D", "CV random", "CV strongest", "CV both", "oracle")
     for name in populations:
         for split in ("random", "strongest"):

@@ -96,7 +96,7 @@ def _combine(tensors: list[torch.Tensor], base: torch.Tensor, weights: list[floa
     """Σ_i w_i · trim(τ_i) of one block, over Σ_i w_i where ``normalize``."""
     merged = torch.zeros_like(base)
     for tensor, trim, weight in zip(tensors, trims, weights):
-        merged += trim.apply(torch.sub(tensor, base)) * weight
+        merged += _trimmed(tensor, base, trim, weight)
     total = sum(weights)
     if normalize and abs(total) >= 1e-8:
         merged /= total

@@ -243,7 +243,11 @@ def main() -> None:
     DIMS, INFLATIONS = args.dims, args.inflations
     partial = args.out.with_suffix(".json")
     # an interrupted run keeps its finished splits: they are not fitted again
-    results = json.loads(partial.read_text(encoding="utf-8")) if partial.exists() else []
+    try:
+        results = json.loads(partial.read_text(encoding="utf-8")) if partial.exists() else []
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"{partial}: not the JSON this script writes ({error}); move it away "
+                         "to start over, or restore it to resume") from error
     done = {(r["population"], r["split"], r["seed"]) for r in results}
     names = []
     for spec in args.population:

@@ -35,6 +35,8 @@ from contextlib import contextmanager
 
 import torch
 
+from merge3.methods import sort_kernel
+
 __all__ = ["sorted_slice_mask", "one_thread", "SMALL_RUN"]
 
 SMALL_RUN = 16  # libstdc++'s _S_threshold: ranges this short are left to insertion sort
@@ -275,9 +277,16 @@ def sorted_slice_mask(values: torch.Tensor, lo: int, hi: int, *,
         keep = torch.zeros(n, dtype=torch.bool, device=values.device)
         keep[order[lo:hi]] = True
         return keep.reshape(values.shape)
-    work = flat if scratch and flat.is_contiguous() else flat.clone()
+    compiled = sort_kernel.AVAILABLE
+    if compiled and flat.dtype not in (torch.float32, torch.float64):
+        work = flat.float()  # bf16/fp16 to float32 is exact: the same order, the same ties
+    else:
+        work = flat if scratch and flat.is_contiguous() else flat.clone()
     if descending:  # KeyValueCompDesc (l > r) is the ascending order of the negated values
         work.neg_()
+    if compiled:  # std::sort itself, compiled (merge3.methods.sort_kernel)
+        keep = sort_kernel.select_mask(work.numpy(), lo, hi)
+        return torch.from_numpy(keep).reshape(values.shape)
     with one_thread():
         return _select(work, lo, hi).reshape(values.shape)
 

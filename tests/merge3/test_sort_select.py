@@ -9,9 +9,19 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from merge3.methods import sort_select
+from merge3.methods import sort_kernel, sort_select
 from merge3.methods.sort_select import sorted_slice_mask
 from merge3.methods.sparsify import magnitude_mask, outlier_mask
+
+
+@pytest.fixture(autouse=True, params=["compiled", "replay"])
+def selection(request, monkeypatch):
+    """Every test runs on both ways of selecting: std::sort compiled with numba
+    (sort_kernel) and the vectorised torch replay used without numba."""
+    if request.param == "compiled":
+        assert sort_kernel.AVAILABLE, "numba is pinned in requirements.lock"
+    monkeypatch.setattr(sort_kernel, "AVAILABLE", request.param == "compiled")
+    return request.param
 
 
 def _std_sort(items: list, less: Callable[[object, object], bool]) -> list:
@@ -176,7 +186,7 @@ def test_scratch_permutes_only_when_allowed():
     assert not torch.equal(values, before)  # and used as work space with it
 
 
-def test_the_depth_limit_heap_sort_is_replayed(monkeypatch):
+def test_the_depth_limit_heap_sort_is_replayed(monkeypatch, selection):
     """On McIlroy's adversarial input std::sort heap-sorts deep ranges; the replay does
     too, and still keeps the sort's entries."""
     calls = []
@@ -188,7 +198,8 @@ def test_the_depth_limit_heap_sort_is_replayed(monkeypatch):
         for descending in (False, True):
             assert torch.equal(sorted_slice_mask(values, lo, hi, descending=descending),
                                _by_sort(values, lo, hi, descending))
-    assert calls, "the adversarial input did not reach the depth limit"
+    if selection == "replay":  # (the compiled kernel heap-sorts inside numba)
+        assert calls, "the adversarial input did not reach the depth limit"
 
 
 def test_edges_and_other_devices_or_dtypes():
@@ -197,6 +208,10 @@ def test_edges_and_other_devices_or_dtypes():
     assert sorted_slice_mask(values, 0, 1000).all()
     assert sorted_slice_mask(values, -3, 2000).all()  # clipped to [0, n)
     assert sorted_slice_mask(values, 3, 9).shape == (10, 100)
+    as_bf16 = _tied(4097, "bfloat16", torch.Generator().manual_seed(7)).bfloat16()
+    for lo, hi in ((0, 2000), (1000, 1017), (4000, 4097)):
+        assert torch.equal(sorted_slice_mask(as_bf16, lo, hi, descending=True),
+                           _by_sort(as_bf16, lo, hi, True))
     as_double = values.double()
     assert torch.equal(sorted_slice_mask(as_double, 100, 700, descending=True),
                        _by_sort(as_double, 100, 700, True))
